@@ -1,0 +1,31 @@
+"""recbole_hllm: HLLM and HLLM-Creator as a RecBole 1.2.1 plugin.
+
+``import recbole_hllm`` applies the RecBole compatibility fixes
+(:mod:`recbole_hllm.compat`) and registers the plugin's models with RecBole
+(:mod:`recbole_hllm.registry`), after which RecBole's own entry points
+(``run_recbole``, ``load_data_and_model``, ``Config``) accept the model names.
+"""
+from recbole_hllm import compat as _compat
+from recbole_hllm import registry as _registry
+
+__version__ = "0.1.0"
+
+_compat.apply_all(_registry.is_plugin_model)
+_registry.patch_get_model()
+_registry.patch_config_yaml_loading()
+
+
+def _register_builtin_models():
+    from recbole_hllm.data.dataset import HLLMDataset
+    from recbole_hllm.model.hllm import HLLM
+
+    props = _registry.properties_dir()
+    _registry.register_model(HLLM, dataset_class=HLLMDataset, properties=props)
+
+
+_register_builtin_models()
+_registry.load_entry_points()
+
+from recbole_hllm.model.hllm import HLLM  # noqa: E402
+
+__all__ = ["HLLM", "__version__"]

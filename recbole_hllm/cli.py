@@ -1,0 +1,50 @@
+"""The ``run_recbole`` command: RecBole's ``run_recbole.py`` with the plugin loaded.
+
+Same flags as RecBole's script (--model, --dataset, --config_files, --nproc, --ip,
+--port, --world_size, --group_offset) plus RecBole's own ``--key=value`` overrides,
+which RecBole's ``Config`` reads from ``sys.argv``. RecBole's built-in models work
+through it unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_DATASET = {"HLLM": "ml-100k"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_recbole",
+        description="Train and evaluate a RecBole model (RecBole's built-ins or recbole_hllm's HLLM). "
+        "Any other --key=value overrides a RecBole config key.",
+    )
+    parser.add_argument("--model", "-m", type=str, default="HLLM", help="model name (default: HLLM)")
+    parser.add_argument("--dataset", "-d", type=str, default=None,
+                        help="dataset name (default: ml-100k for HLLM)")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
+    parser.add_argument("--nproc", type=int, default=1, help="number of processes")
+    parser.add_argument("--ip", type=str, default="localhost", help="master node ip")
+    parser.add_argument("--port", type=str, default="5678", help="master node port")
+    parser.add_argument("--world_size", type=int, default=-1, help="total number of processes")
+    parser.add_argument("--group_offset", type=int, default=0, help="global rank offset of this node")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _unknown = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]  # RecBole's Config reads --key=value overrides from here
+
+    import recbole_hllm  # noqa: F401  (compatibility fixes + registration)
+    from recbole.quick_start import run
+
+    dataset = args.dataset or DEFAULT_DATASET.get(args.model, "ml-100k")
+    config_files = args.config_files.strip().split(" ") if args.config_files else None
+    run(args.model, dataset, config_file_list=config_files, nproc=args.nproc,
+        world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

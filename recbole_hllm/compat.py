@@ -1,0 +1,187 @@
+"""Fixes for RecBole 1.2.1 on today's numpy 2 / torch >= 2.6 / setuptools >= 81.
+
+Each fix is applied once by :func:`apply_all` (called from ``import recbole_hllm``)
+and touches as little as possible:
+
+* numpy aliases: only the aliases numpy 2 removed and RecBole or ray still use are
+  restored; nothing that numpy still defines is overwritten.
+* ``torch.load``: RecBole pickles its ``Config`` inside checkpoints, which torch's
+  ``weights_only=True`` default refuses. Instead of relaxing every load in the
+  process, the name ``torch`` inside RecBole's trainer and quick-start modules is
+  replaced by a proxy whose ``load`` allows pickles; those two modules only ever
+  load checkpoints that RecBole itself wrote. Every other ``torch.load`` (ours, the
+  user's, transformers') keeps the safe default.
+* ray: ``recbole.quick_start`` does ``from ray import tune`` at import, which dies
+  without ``pkg_resources``. Ray is only used for hyper-parameter tuning, so when it
+  cannot be imported ``recbole.quick_start`` gets a placeholder whose use raises a
+  clear error; ``import ray`` elsewhere still fails as before.
+* anomaly mode: ``recbole.model.sequential_recommender.sine`` switches on
+  ``torch.autograd.set_detect_anomaly(True)`` at import, slowing every model ~2x.
+  We switch it back off only when RecBole's import switched it on.
+* FLOPs: ``run_recbole`` deep-copies the model to count FLOPs with thop; for LLM
+  backbones that doubles memory, so for this plugin's models it is skipped.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from logging import getLogger
+
+import numpy as np
+import torch
+
+_REMOVED_NUMPY_ALIASES = {
+    "float_": "float64",
+    "complex_": "complex128",
+    "unicode_": "str_",
+    "bool8": "bool_",
+}
+
+_APPLIED: set[str] = set()
+
+
+def restore_numpy_aliases() -> list[str]:
+    """Re-create the numpy 1.x aliases removed in numpy 2 (only the missing ones)."""
+    restored = []
+    for alias, target in _REMOVED_NUMPY_ALIASES.items():
+        if not _numpy_has(alias):
+            setattr(np, alias, getattr(np, target))
+            restored.append(alias)
+    return restored
+
+
+def _numpy_has(name: str) -> bool:
+    try:
+        getattr(np, name)
+        return True
+    except AttributeError:
+        return False
+
+
+class _TrustedCheckpointTorch(types.ModuleType):
+    """Stands for ``torch`` inside RecBole modules that load RecBole's own checkpoints.
+
+    Only ``load`` differs: it passes ``weights_only=False`` unless the caller chose.
+    Every other attribute is torch's own.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f, *args, **kwargs):
+        kwargs.setdefault("weights_only", False)
+        return torch.load(f, *args, **kwargs)
+
+
+TRUSTED_CHECKPOINT_MODULES = ("recbole.trainer.trainer", "recbole.quick_start.quick_start")
+
+
+def scope_checkpoint_loading() -> None:
+    """Let RecBole's trainer and quick_start load the checkpoints RecBole wrote."""
+    import importlib
+
+    proxy = _TrustedCheckpointTorch()
+    for name in TRUSTED_CHECKPOINT_MODULES:
+        module = importlib.import_module(name)
+        module.torch = proxy
+
+
+class _RayUnavailable(types.ModuleType):
+    """Placeholder for ``ray.tune`` inside ``recbole.quick_start`` when ray is broken."""
+
+    def __init__(self, reason: BaseException):
+        super().__init__("ray.tune")
+        self._reason = f"{type(reason).__name__}: {reason}"
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(
+            f"ray.tune.{name} is needed for RecBole's hyper-parameter tuning, but ray "
+            f"could not be imported ({self._reason}). Install a working ray "
+            "(e.g. `pip install 'setuptools<81'` so ray finds pkg_resources); "
+            "training and evaluation do not need it."
+        )
+
+
+def import_quick_start_without_ray() -> bool:
+    """Import ``recbole.quick_start`` even when ``import ray`` fails.
+
+    Returns True when the placeholder was needed.
+    """
+    if "recbole.quick_start.quick_start" in sys.modules:
+        return False
+    try:
+        from ray import tune  # noqa: F401
+        return False
+    except Exception as exc:  # ray raises various errors when its deps are broken
+        reason = exc
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "ray" or k.startswith("ray.")}
+    placeholder = types.ModuleType("ray")
+    placeholder.tune = _RayUnavailable(reason)
+    sys.modules["ray"] = placeholder
+    try:
+        import recbole.quick_start  # noqa: F401
+    finally:
+        sys.modules.pop("ray", None)
+        sys.modules.update(saved)
+    return True
+
+
+def import_recbole_models_without_anomaly_mode() -> bool:
+    """Import RecBole's models; undo the anomaly mode that importing SINE turns on.
+
+    Returns True when anomaly mode was switched off again.
+    """
+    already_loaded = "recbole.model.sequential_recommender.sine" in sys.modules
+    was_enabled = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401  (imports sine)
+
+    if not already_loaded and not was_enabled and torch.is_anomaly_enabled():
+        torch.autograd.set_detect_anomaly(False)
+        return True
+    return False
+
+
+def skip_flops_for(model_classes_predicate) -> None:
+    """Skip thop's deep-copy FLOPs count in ``run_recbole`` for the plugin's models."""
+    import recbole.quick_start.quick_start as qs
+    import recbole.utils
+
+    original = recbole.utils.get_flops
+
+    def get_flops(model, dataset, device, logger, transform, verbose=False):
+        if model_classes_predicate(model):
+            logger.info("FLOPs count skipped for %s (LLM backbone; a copy would double memory)",
+                        type(model).__name__)
+            return 0
+        return original(model, dataset, device, logger, transform, verbose)
+
+    get_flops.__wrapped__ = original
+    qs.get_flops = get_flops
+
+
+def apply_all(is_plugin_model) -> dict:
+    """Apply every fix once; returns what each one did (for logs and tests)."""
+    report = {}
+    if "numpy" not in _APPLIED:
+        report["numpy_aliases"] = restore_numpy_aliases()
+        _APPLIED.add("numpy")
+    if "anomaly" not in _APPLIED:
+        report["anomaly_mode_reset"] = import_recbole_models_without_anomaly_mode()
+        _APPLIED.add("anomaly")
+    if "ray" not in _APPLIED:
+        report["ray_placeholder"] = import_quick_start_without_ray()
+        _APPLIED.add("ray")
+    if "torch_load" not in _APPLIED:
+        scope_checkpoint_loading()
+        _APPLIED.add("torch_load")
+    if "flops" not in _APPLIED:
+        skip_flops_for(is_plugin_model)
+        _APPLIED.add("flops")
+    getLogger(__name__).debug("recbole compatibility fixes: %s", report)
+    return report

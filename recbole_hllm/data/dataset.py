@@ -1,0 +1,89 @@
+"""RecBole dataset class for HLLM-style models.
+
+Differences from RecBole's ``SequentialDataset``:
+
+* the item text fields named by ``text_fields`` are always loaded from ``.item``;
+* a missing dataset folder is an error naming where it looked (RecBole would try to
+  download an unknown name and exit);
+* a dataset left empty by RecBole's filters is an error naming the filters;
+* with ``train_sequence_level: True`` (default) the training split keeps one row per
+  window of ``MAX_ITEM_LIST_LENGTH`` targets per user instead of one row per prefix:
+  HLLM supervises every position of a sequence, so the prefix rows would only repeat
+  the same targets. Validation and test rows are RecBole's own, untouched.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from recbole.data.dataset import SequentialDataset
+
+from recbole_hllm.config import validate_config
+
+
+class HLLMDataset(SequentialDataset):
+    def __init__(self, config):
+        validate_config(config)
+        _check_data_folder(config)
+        _ensure_text_fields_loaded(config)
+        super().__init__(config)
+        if self.inter_num == 0:
+            raise ValueError(
+                f"Dataset {config['dataset']!r} in {config['data_path']} has no interactions left "
+                f"after RecBole's filtering (user_inter_num_interval={config['user_inter_num_interval']}, "
+                f"item_inter_num_interval={config['item_inter_num_interval']}, "
+                f"val_interval={config['val_interval']}); relax these settings."
+            )
+
+    def build(self):
+        datasets = super().build()
+        if self.config["train_sequence_level"] and self.config["eval_args"]["split"].get("LS"):
+            datasets[0] = _keep_window_ends(datasets[0], self.config["MAX_ITEM_LIST_LENGTH"])
+        return datasets
+
+
+def _check_data_folder(config) -> None:
+    path = config["data_path"]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"Dataset {config['dataset']!r} not found: looked for the folder {os.path.abspath(path)} "
+            f"(data_path + dataset name) holding {config['dataset']}.inter. Set data_path to the "
+            "folder that contains it; recbole_hllm never downloads data."
+        )
+    inter = os.path.join(path, f"{config['dataset']}.inter")
+    if not os.path.isfile(inter) and not config["benchmark_filename"]:
+        raise FileNotFoundError(f"Dataset {config['dataset']!r}: {os.path.abspath(inter)} does not exist.")
+
+
+def _ensure_text_fields_loaded(config) -> None:
+    load_col = config["load_col"]
+    if load_col is None:
+        return  # RecBole loads every column
+    item_cols = list(load_col.get("item") or [])
+    for field in [config["ITEM_ID_FIELD"], *config["text_fields"]]:
+        if field not in item_cols:
+            item_cols.append(field)
+    config["load_col"] = {**load_col, "item": item_cols}
+
+
+def _keep_window_ends(train_dataset, window: int):
+    """Keep the training rows whose targets end a window of ``window`` positions.
+
+    Rows are sorted by user then time and row r of a user predicts that user's item
+    r + 1 from up to ``window`` previous items. The user's last row covers targets of
+    rows last-window+1 .. last, the row ``window`` before it the ones before, and so on:
+    every target is supervised exactly once.
+    """
+    uid_raw = train_dataset.inter_feat[train_dataset.uid_field].numpy()
+    n = len(uid_raw)
+    if n == 0:
+        return train_dataset
+    order = np.argsort(uid_raw, kind="stable")  # groups users, keeps each user's time order
+    uid = uid_raw[order]
+    starts = np.r_[0, np.flatnonzero(uid[1:] != uid[:-1]) + 1]
+    ends = np.r_[starts[1:], n] - 1
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    distance_to_last = ends[group] - np.arange(n)
+    keep = np.sort(order[distance_to_last % window == 0])
+    return train_dataset.copy(train_dataset.inter_feat[keep])

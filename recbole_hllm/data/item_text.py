@@ -1,0 +1,84 @@
+"""Item text for the item LLM, aligned with RecBole's internal item ids.
+
+RecBole remaps every item token to an internal id and stores item features in
+``dataset.item_feat`` with row ``i`` describing internal id ``i``. Texts are built
+from that table (never from the raw file order), so text ``i`` always belongs to
+internal item ``i``. Row 0 is RecBole's padding item and gets an empty text.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recbole.utils import FeatureType
+
+MISSING_TEXT_POLICIES = ("error", "item_token")
+
+
+class ItemTextError(ValueError):
+    pass
+
+
+def build_item_texts(dataset, text_fields, template: str, missing_text: str) -> list[str]:
+    """Return one text per internal item id (index 0 = padding, '').
+
+    Args:
+        dataset: a RecBole dataset with the text fields loaded into ``item_feat``.
+        text_fields: item fields to include, in order.
+        template: format string for one field, e.g. ``"{field}: {value}"``; field parts
+            are joined with ``", "``.
+        missing_text: ``error`` raises naming the first items without text;
+            ``item_token`` uses ``"item <original id>"`` for them.
+    """
+    item_field = dataset.iid_field
+    item_file = f"{dataset.dataset_path}/{dataset.dataset_name}.item"
+    if dataset.item_feat is None:
+        raise ItemTextError(
+            f"HLLM needs item text, but no item features were loaded from {item_file}: "
+            "the file is missing or load_col excludes it."
+        )
+    missing_fields = [f for f in text_fields if f not in dataset.item_feat]
+    if missing_fields:
+        raise ItemTextError(
+            f"text_fields {missing_fields} not found in {item_file} "
+            f"(its loaded fields: {sorted(dataset.item_feat.columns)})."
+        )
+    n_items = dataset.item_num
+    columns = {f: _field_strings(dataset, f, n_items) for f in text_fields}
+    texts = [""]
+    empty_ids = []
+    for item in range(1, n_items):
+        parts = [template.format(field=f, value=columns[f][item]) for f in text_fields if columns[f][item]]
+        text = ", ".join(parts)
+        if not text:
+            empty_ids.append(item)
+            if missing_text == "item_token":
+                text = f"item {dataset.id2token(item_field, item)}"
+        texts.append(text)
+    if empty_ids and missing_text == "error":
+        raw = [str(dataset.id2token(item_field, i)) for i in empty_ids[:10]]
+        raise ItemTextError(
+            f"{len(empty_ids)} items have no text in fields {list(text_fields)} of {item_file}; "
+            f"first {item_field} values: {', '.join(raw)}. Fix the file or set "
+            "missing_text: item_token to use the item id as its text."
+        )
+    return texts
+
+
+def _field_strings(dataset, field: str, n_items: int) -> list[str]:
+    """Render one item field as strings, indexed by internal item id."""
+    values = dataset.item_feat[field]
+    values = values.numpy() if hasattr(values, "numpy") else np.asarray(values)
+    ftype = dataset.field2type[field]
+    out = []
+    for item in range(n_items):
+        value = values[item]
+        if ftype == FeatureType.TOKEN:
+            out.append("" if value == 0 else str(dataset.id2token(field, value)))
+        elif ftype == FeatureType.TOKEN_SEQ:
+            tokens = [t for t in value if t != 0]
+            out.append(" ".join(str(t) for t in dataset.id2token(field, tokens)) if tokens else "")
+        elif ftype == FeatureType.FLOAT:
+            out.append("" if np.isnan(value) else f"{value:g}")
+        else:  # FLOAT_SEQ
+            out.append(" ".join(f"{v:g}" for v in value if not np.isnan(v)))
+    return out

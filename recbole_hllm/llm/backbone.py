@@ -1,0 +1,177 @@
+"""Loads one LLM backbone (item, user or creative) as the config describes.
+
+A backbone comes from one of three sources:
+
+* an embedded default (``smollm2``, ``minilm``; see :mod:`recbole_hllm.llm.embedded`),
+* a local Hugging Face model directory,
+* ``random``: a randomly initialised model built from ``<role>_llm_config`` (what
+  tests use), with the tokenizer of ``<role>_llm_tokenizer``.
+
+and is then optionally cut to its first N layers (so a pretrained model fits a CPU),
+put in a tuning mode (``frozen``, ``lora`` via peft, or ``full``) and cast to a dtype.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from logging import getLogger
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recbole_hllm.llm.embedded import EMBEDDED_MODELS, describe_embedded, embedded_model_dir
+
+TUNING_MODES = ("frozen", "lora", "full")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class BackboneSpec:
+    """Everything needed to build one backbone; read from ``<role>_llm*`` config keys."""
+
+    role: str
+    source: str
+    num_layers: int | None = None
+    tuning: str = "frozen"
+    dtype: str = "auto"
+    random_config: dict = field(default_factory=dict)
+    tokenizer: str | None = None
+    lora: dict = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    @classmethod
+    def from_config(cls, config, role: str) -> "BackboneSpec":
+        def get(key, default=None):
+            value = config[f"{role}_{key}"]
+            return default if value is None else value
+
+        return cls(
+            role=role,
+            source=str(get("llm")),
+            num_layers=get("llm_layers"),
+            tuning=get("llm_tuning", "frozen"),
+            dtype=str(get("llm_dtype", "auto")),
+            random_config=dict(get("llm_config", {})),
+            tokenizer=get("llm_tokenizer"),
+            lora=dict(get("llm_lora", {})),
+            trust_remote_code=bool(config["trust_remote_code"] or False),
+        )
+
+    def identity(self) -> str:
+        """A string that changes whenever the backbone's weights or truncation would."""
+        path = resolve_model_dir(self.source, self.role) if self.source != "random" else "random"
+        stamp = ""
+        if path != "random":
+            weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin"))
+            stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
+        return f"{self.source}|{path}|{stamp}|layers={self.num_layers}|{sorted(self.random_config.items())}"
+
+
+def resolve_model_dir(source: str, role: str) -> Path:
+    """Map a ``<role>_llm`` value to a model directory, with a clear error when absent."""
+    if source in EMBEDDED_MODELS:
+        return embedded_model_dir(source)
+    path = Path(os.path.expanduser(source))
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{role}_llm = {source!r}: no Hugging Face model directory (with config.json) there. "
+            f"Give a local model directory, 'random' (with {role}_llm_config), or an embedded "
+            f"default ({describe_embedded()})."
+        )
+    return path
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA devices that support it and float32 elsewhere."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return DTYPES[name]
+
+
+def load_tokenizer(spec: BackboneSpec):
+    from transformers import AutoTokenizer
+
+    source = spec.tokenizer if spec.source == "random" else spec.source
+    if source is None:
+        raise ValueError(f"{spec.role}_llm = 'random' needs {spec.role}_llm_tokenizer (an embedded name or a directory)")
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_dir(str(source), spec.role), trust_remote_code=spec.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        # Causal LMs often ship without a pad token; padding positions are masked anyway.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_backbone(spec: BackboneSpec, device: torch.device, causal_lm: bool = False):
+    """Build the backbone model (without LM head unless ``causal_lm``) and its tokenizer."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    auto_class = AutoModelForCausalLM if causal_lm else AutoModel
+    tokenizer = load_tokenizer(spec)
+    dtype = resolve_dtype(spec.dtype, device)
+    overrides = {"num_hidden_layers": spec.num_layers} if spec.num_layers else {}
+    if spec.source == "random":
+        kwargs = dict(spec.random_config)
+        model_type = kwargs.pop("model_type", "llama")
+        kwargs.setdefault("vocab_size", len(tokenizer))
+        kwargs.update(overrides)
+        config = AutoConfig.for_model(model_type, **kwargs)
+        model = auto_class.from_config(config, dtype=dtype)
+    else:
+        path = resolve_model_dir(spec.source, spec.role)
+        with _quiet_load_report(expected=bool(overrides)):
+            model = auto_class.from_pretrained(
+                path, dtype=dtype, trust_remote_code=spec.trust_remote_code, **overrides
+            )
+    model = apply_tuning(model, spec)
+    getLogger(__name__).info(
+        "%s LLM %s: %s layers, tuning=%s, dtype=%s, trainable params=%d",
+        spec.role, spec.source, model.config.num_hidden_layers, spec.tuning, dtype,
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
+    return model.to(device), tokenizer
+
+
+@contextmanager
+def _quiet_load_report(expected: bool):
+    """Cutting layers makes transformers list every dropped layer's weights as
+    UNEXPECTED; that report is expected then, so it is silenced (errors still show)."""
+    from transformers.utils import logging as hf_logging
+
+    if not expected:
+        yield
+        return
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def apply_tuning(model: nn.Module, spec: BackboneSpec) -> nn.Module:
+    """Freeze, wrap with LoRA adapters, or leave fully trainable."""
+    if spec.tuning == "frozen":
+        model.requires_grad_(False)
+        return model
+    if spec.tuning == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
+        lora.update(spec.lora)
+        return get_peft_model(model, LoraConfig(**lora))
+    return model
+
+
+def hidden_size(model: nn.Module) -> int:
+    config = model.config
+    return getattr(config, "hidden_size", None) or getattr(config, "d_model")
+
+
+def input_embeddings(model: nn.Module) -> nn.Module:
+    return model.get_input_embeddings()

@@ -1,0 +1,132 @@
+"""HLLM: Hierarchical LLMs for item and user modelling.
+
+Chen et al., "HLLM: Enhancing Sequential Recommendations via Hierarchical Large
+Language Models for Item and User Modeling", arXiv 2409.12740.
+
+The item LLM embeds each item's text; the user LLM reads the embeddings of a user's
+history and predicts the next item's embedding at every position. Trained with
+InfoNCE over cosine similarities (learnable logit scale, sampled negatives), or
+full-softmax cross-entropy over all items; ranks all items by cosine.
+"""
+from __future__ import annotations
+
+from logging import getLogger
+
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+
+from recbole_hllm.config import validate_config
+from recbole_hllm.data.item_text import build_item_texts
+from recbole_hllm.model.item_encoder import ItemEncoder
+from recbole_hllm.model.losses import LogitScale, full_softmax, sampled_infonce
+from recbole_hllm.model.user_encoder import UserEncoder
+
+
+class HLLM(SequentialRecommender):
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        validate_config(config)
+        if config["torch_threads"]:
+            torch.set_num_threads(config["torch_threads"])
+        self.loss_type = config["hllm_loss"]
+        self.num_negatives = config["num_negatives"]
+        self.negative_mask_threshold = config["negative_mask_threshold"]
+
+        item_texts = build_item_texts(dataset, config["text_fields"], config["item_text_template"],
+                                      config["missing_text"])
+        self.item_encoder = ItemEncoder(config, item_texts, self.device)
+        self.user_encoder = UserEncoder(config, self.item_encoder.hidden_size, self.device,
+                                        keep_token_embeddings=self.needs_user_token_embeddings)
+        self.logit_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
+        if self.loss_type == "full_softmax" and not self.item_encoder.frozen:
+            raise ValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
+                             "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
+        self._eval_item_table = None  # [n_items, H_user], rebuilt once per evaluation pass
+        getLogger(__name__).info("HLLM: %d items with text, e.g. %r", len(item_texts) - 1,
+                                 item_texts[1] if len(item_texts) > 1 else "")
+
+    needs_user_token_embeddings = False
+
+    # -- item side ----------------------------------------------------------------
+    def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Item embeddings in the user LLM's space: ``[*ids.shape, H_user]``."""
+        return self.user_encoder.item_to_user(self.item_encoder(item_ids))
+
+    def item_table(self) -> torch.Tensor:
+        """``[n_items, H_user]``: all items; computed once per evaluation pass in eval mode."""
+        if self.training:
+            return self.user_encoder.item_to_user(self.item_encoder.all_items())
+        if self._eval_item_table is None:
+            with torch.no_grad():
+                self._eval_item_table = self.user_encoder.item_to_user(self.item_encoder.all_items())
+        return self._eval_item_table
+
+    def train(self, mode: bool = True):
+        self._eval_item_table = None  # weights may change: the next eval pass re-embeds
+        return super().train(mode)
+
+    # -- user side ----------------------------------------------------------------
+    def sequence_states(self, item_seq: torch.Tensor, item_embeds: torch.Tensor) -> torch.Tensor:
+        """User LLM over a right-padded history ``[B, L]`` with embeddings ``[B, L, H]`` -> ``[B, L, H]``."""
+        return self.user_encoder(item_embeds, attention_mask=(item_seq > 0).long())
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """``[B, H_user]``: the prediction for the item after each history."""
+        states = self.sequence_states(item_seq, self.item_vectors(item_seq))
+        return self.gather_indexes(states, item_seq_len - 1)
+
+    # -- training -----------------------------------------------------------------
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]  # [B, L] right-padded
+        seq_len = interaction[self.ITEM_SEQ_LEN]  # [B]
+        targets = next_item_targets(item_seq, seq_len, interaction[self.POS_ITEM_ID])  # [B, L], 0 = none
+        supervised = targets > 0
+        if self.loss_type == "full_softmax":
+            table = self.item_table()  # [n_items, H]
+            states = self.sequence_states(item_seq, table[item_seq])
+            return full_softmax(states[supervised], table, targets[supervised], self.logit_scale())
+        negative_ids = torch.randint(1, self.n_items, (self.num_negatives,), device=item_seq.device)
+        needed = torch.cat([item_seq.flatten(), targets.flatten(), negative_ids])
+        unique_ids, inverse = torch.unique(needed, return_inverse=True)
+        vectors = self.item_vectors(unique_ids)[inverse]  # embeds each unique item once
+        seq_vecs, target_vecs, negative_vecs = vectors.split([item_seq.numel(), targets.numel(), len(negative_ids)])
+        states = self.sequence_states(item_seq, seq_vecs.view(*item_seq.shape, -1))
+        target_vecs = target_vecs.view(*targets.shape, -1)
+        return sampled_infonce(states[supervised], target_vecs[supervised], targets[supervised],
+                               negative_vecs, negative_ids, self.logit_scale(), self.negative_mask_threshold)
+
+    # -- evaluation ---------------------------------------------------------------
+    def full_sort_predict(self, interaction):
+        user_vec = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])  # [B, H]
+        return cosine(user_vec, self.item_table())  # [B, n_items]
+
+    def predict(self, interaction):
+        """Scores for (history, candidate) rows; identical histories run the user LLM once,
+        so RecBole's sampled evaluation (101 rows per user) costs one pass per user."""
+        item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        keys = torch.cat([item_seq, seq_len[:, None]], dim=1)
+        unique_keys, inverse = torch.unique(keys, dim=0, return_inverse=True)
+        user_vecs = self.forward(unique_keys[:, :-1], unique_keys[:, -1])[inverse]  # [B, H]
+        item_vecs = self.item_table()[interaction[self.ITEM_ID]]  # [B, H]
+        return torch.nn.functional.cosine_similarity(user_vecs, item_vecs, dim=-1)
+
+
+def next_item_targets(item_seq: torch.Tensor, seq_len: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
+    """``[B, L]``: the item that follows each history position (0 past the end).
+
+    Position i < len-1 is followed by ``item_seq[i+1]``; position len-1 by the row's target.
+    """
+    targets = torch.zeros_like(item_seq)
+    targets[:, :-1] = item_seq[:, 1:]
+    rows = torch.arange(len(item_seq), device=item_seq.device)
+    targets[rows, seq_len - 1] = pos_items
+    positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+    return targets.masked_fill(positions[None, :] >= seq_len[:, None], 0)
+
+
+def cosine(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """``[B, H] x [N, H] -> [B, N]`` cosine similarities."""
+    return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T

