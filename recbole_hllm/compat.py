@@ -147,22 +147,26 @@ def import_recbole_models_without_anomaly_mode() -> bool:
     return False
 
 
-def skip_flops_for(model_classes_predicate) -> None:
-    """Skip thop's deep-copy FLOPs count in ``run_recbole`` for the plugin's models."""
-    import recbole.quick_start.quick_start as qs
-    import recbole.utils
-
-    original = recbole.utils.get_flops
+def flops_counter_skipping(is_plugin_model, original):
+    """RecBole's ``get_flops`` that returns 0 (no deep copy) for the plugin's models."""
 
     def get_flops(model, dataset, device, logger, transform, verbose=False):
-        if model_classes_predicate(model):
+        if is_plugin_model(model):
             logger.info("FLOPs count skipped for %s (LLM backbone; a copy would double memory)",
                         type(model).__name__)
             return 0
         return original(model, dataset, device, logger, transform, verbose)
 
     get_flops.__wrapped__ = original
-    qs.get_flops = get_flops
+    return get_flops
+
+
+def skip_flops_for(is_plugin_model) -> None:
+    """Install :func:`flops_counter_skipping` where ``run_recbole`` looks it up."""
+    import recbole.quick_start.quick_start as qs
+    import recbole.utils
+
+    qs.get_flops = flops_counter_skipping(is_plugin_model, recbole.utils.get_flops)
 
 
 def apply_all(is_plugin_model) -> dict:

@@ -27,20 +27,29 @@ class HLLMDataset(SequentialDataset):
         validate_config(config)
         _check_data_folder(config)
         _ensure_text_fields_loaded(config)
-        super().__init__(config)
+        try:
+            super().__init__(config)
+        except ValueError as exc:
+            if "Some feat is empty" not in str(exc):
+                raise
+            raise _empty_dataset_error(config) from exc
         if self.inter_num == 0:
-            raise ValueError(
-                f"Dataset {config['dataset']!r} in {config['data_path']} has no interactions left "
-                f"after RecBole's filtering (user_inter_num_interval={config['user_inter_num_interval']}, "
-                f"item_inter_num_interval={config['item_inter_num_interval']}, "
-                f"val_interval={config['val_interval']}); relax these settings."
-            )
+            raise _empty_dataset_error(config)
 
     def build(self):
         datasets = super().build()
         if self.config["train_sequence_level"] and self.config["eval_args"]["split"].get("LS"):
             datasets[0] = _keep_window_ends(datasets[0], self.config["MAX_ITEM_LIST_LENGTH"])
         return datasets
+
+
+def _empty_dataset_error(config) -> ValueError:
+    return ValueError(
+        f"Dataset {config['dataset']!r} in {config['data_path']} has no interactions left "
+        f"after RecBole's filtering (user_inter_num_interval={config['user_inter_num_interval']}, "
+        f"item_inter_num_interval={config['item_inter_num_interval']}, "
+        f"val_interval={config['val_interval']}); relax these settings."
+    )
 
 
 def _check_data_folder(config) -> None:
@@ -57,14 +66,21 @@ def _check_data_folder(config) -> None:
 
 
 def _ensure_text_fields_loaded(config) -> None:
+    """Add the time field to ``load_col['inter']`` and the text fields to ``load_col['item']``."""
     load_col = config["load_col"]
     if load_col is None:
         return  # RecBole loads every column
-    item_cols = list(load_col.get("item") or [])
-    for field in [config["ITEM_ID_FIELD"], *config["text_fields"]]:
-        if field not in item_cols:
-            item_cols.append(field)
-    config["load_col"] = {**load_col, "item": item_cols}
+    def with_fields(columns, fields):
+        columns = list(columns or [])
+        return columns + [f for f in fields if f and f not in columns]
+
+    config["load_col"] = {
+        **load_col,
+        # sequences are ordered by time: RecBole's sample defaults do not load it
+        "inter": with_fields(load_col.get("inter"), [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"],
+                                                     config["TIME_FIELD"]]),
+        "item": with_fields(load_col.get("item"), [config["ITEM_ID_FIELD"], *config["text_fields"]]),
+    }
 
 
 def _keep_window_ends(train_dataset, window: int):

@@ -43,7 +43,8 @@ def build_item_texts(dataset, text_fields, template: str, missing_text: str) -> 
             f"(its loaded fields: {sorted(dataset.item_feat.columns)})."
         )
     n_items = dataset.item_num
-    columns = {f: _field_strings(dataset, f, n_items) for f in text_fields}
+    row_of_item = _rows_by_item_id(dataset, n_items)
+    columns = {f: _field_strings(dataset, f, row_of_item) for f in text_fields}
     texts = [""]
     empty_ids = []
     for item in range(1, n_items):
@@ -64,21 +65,45 @@ def build_item_texts(dataset, text_fields, template: str, missing_text: str) -> 
     return texts
 
 
-def _field_strings(dataset, field: str, n_items: int) -> list[str]:
-    """Render one item field as strings, indexed by internal item id."""
+def _column(dataset, field) -> list:
+    """A column of ``item_feat`` as a Python list (it is a DataFrame before RecBole's
+    ``build()`` and an ``Interaction`` of tensors after)."""
     values = dataset.item_feat[field]
-    values = values.numpy() if hasattr(values, "numpy") else np.asarray(values)
+    if hasattr(values, "tolist"):
+        return values.tolist()
+    return list(values)
+
+
+def _rows_by_item_id(dataset, n_items: int) -> list[int | None]:
+    """Row of ``item_feat`` holding each internal item id (None: the item has no row)."""
+    rows: list[int | None] = [None] * n_items
+    for row, item in enumerate(_column(dataset, dataset.iid_field)):
+        if 0 < int(item) < n_items:
+            rows[int(item)] = row
+    return rows
+
+
+def _field_strings(dataset, field: str, row_of_item: list[int | None]) -> list[str]:
+    """Render one item field as strings, indexed by internal item id."""
+    values = _column(dataset, field)
     ftype = dataset.field2type[field]
     out = []
-    for item in range(n_items):
-        value = values[item]
-        if ftype == FeatureType.TOKEN:
-            out.append("" if value == 0 else str(dataset.id2token(field, value)))
+    for row in row_of_item:
+        value = None if row is None else values[row]
+        if value is None:
+            out.append("")
+        elif ftype == FeatureType.TOKEN:
+            token_id = int(value) if not _is_nan(value) else 0
+            out.append("" if token_id == 0 else str(dataset.id2token(field, token_id)))
         elif ftype == FeatureType.TOKEN_SEQ:
-            tokens = [t for t in value if t != 0]
+            tokens = [int(t) for t in value if int(t) != 0]
             out.append(" ".join(str(t) for t in dataset.id2token(field, tokens)) if tokens else "")
         elif ftype == FeatureType.FLOAT:
-            out.append("" if np.isnan(value) else f"{value:g}")
+            out.append("" if _is_nan(value) else f"{float(value):g}")
         else:  # FLOAT_SEQ
-            out.append(" ".join(f"{v:g}" for v in value if not np.isnan(v)))
+            out.append(" ".join(f"{float(v):g}" for v in value if not _is_nan(v)))
     return out
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and np.isnan(value)

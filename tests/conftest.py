@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny RecBole atomic dataset and tiny random LLM configs.
+
+Nothing here touches the network: models are randomly initialised from small
+configs and use the embedded MiniLM tokenizer (a 0.3 s local load).
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import recbole_hllm  # noqa: F401  (fixes + registration before any RecBole use)
+
+GENRES = ["drama", "comedy", "action", "horror", "romance", "documentary"]
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+}
+
+
+def write_tiny_dataset(root: Path, name: str = "tiny", n_users: int = 24, n_items: int = 40,
+                       seed: int = 0, empty_text_items=(), extra_item_rows=True) -> Path:
+    """Write ``root/name/name.{inter,item}``; users prefer one genre (so there is signal)."""
+    rng = random.Random(seed)
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    items = list(range(101, 101 + n_items))  # raw ids differ from RecBole's internal ids
+    genre = {item: GENRES[i % len(GENRES)] for i, item in enumerate(items)}
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(1, n_users + 1):
+        favourite = GENRES[user % len(GENRES)]
+        liked = [i for i in items if genre[i] == favourite]
+        length = rng.randint(6, 14)
+        history = [rng.choice(liked) if rng.random() < 0.8 else rng.choice(items) for _ in range(length)]
+        for t, item in enumerate(history):
+            lines.append(f"u{user}\t{item}\t{1000 * user + t}")
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    rows = ["item_id:token\ttitle:token_seq\tgenre:token"]
+    for item in reversed(items):  # file order differs from id order on purpose
+        title = "" if item in empty_text_items else f"{genre[item]} story number {item}"
+        rows.append(f"{item}\t{title}\t{'' if item in empty_text_items else genre[item]}")
+    (folder / f"{name}.item").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def tiny_config(data_root: Path, **overrides) -> dict:
+    """A config dict that trains HLLM on the tiny dataset in seconds."""
+    config = {
+        "data_path": str(data_root),
+        "text_fields": ["title", "genre"],
+        "item_llm": "random",
+        "item_llm_config": dict(TINY_LLAMA),
+        "item_llm_tokenizer": "minilm",
+        "item_llm_tuning": "frozen",
+        "item_pooling": "item_token",
+        "user_llm": "random",
+        "user_llm_config": dict(TINY_LLAMA, hidden_size=48, intermediate_size=96),
+        "user_llm_tokenizer": "minilm",
+        "user_llm_layers": None,
+        "num_negatives": 16,
+        "epochs": 2,
+        "train_batch_size": 8,
+        "eval_batch_size": 16,
+        "MAX_ITEM_LIST_LENGTH": 5,
+        "show_progress": False,
+        "state": "ERROR",
+        "checkpoint_dir": str(data_root / "saved"),
+        "item_embedding_cache": True,
+        "seed": 2020,
+        "reproducibility": True,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(autouse=True)
+def isolated_cwd(tmp_path, monkeypatch):
+    """RecBole writes log/ and saved/ under the working directory: keep them in tmp."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(tmp_path / "cache"))
+    yield
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    write_tiny_dataset(tmp_path / "data")
+    return tmp_path / "data"
+
+
+def subprocess_env(tmp_path: Path) -> dict:
+    env = dict(os.environ)
+    env["RECBOLE_HLLM_CACHE"] = str(tmp_path / "cache")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
