@@ -4,13 +4,15 @@ Each fix is applied once by :func:`apply_all` (called from ``import recbole_hllm
 and touches as little as possible:
 
 * numpy aliases: only the aliases numpy 2 removed and RecBole or ray still use are
-  restored; nothing that numpy still defines is overwritten.
+  restored; nothing that numpy still defines is overwritten. (RecBole's ``Config``
+  sets some itself, but crashes first on ``np.float_``, and a ``Config`` unpickled
+  from a checkpoint never runs that code.)
 * ``torch.load``: RecBole pickles its ``Config`` inside checkpoints, which torch's
   ``weights_only=True`` default refuses. Instead of relaxing every load in the
-  process, the name ``torch`` inside RecBole's trainer and quick-start modules is
-  replaced by a proxy whose ``load`` allows pickles; those two modules only ever
-  load checkpoints that RecBole itself wrote. Every other ``torch.load`` (ours, the
-  user's, transformers') keeps the safe default.
+  process, the name ``torch`` inside RecBole's trainer module is replaced by a proxy
+  whose ``load`` allows pickles (that module only loads checkpoints RecBole itself
+  wrote), and ``load_data_and_model`` relaxes the load of the one file it is given,
+  for the duration of the call. Every other ``torch.load`` keeps the safe default.
 * ray: ``recbole.quick_start`` does ``from ray import tune`` at import, which dies
   without ``pkg_resources``. Ray is only used for hyper-parameter tuning, so when it
   cannot be imported ``recbole.quick_start`` gets a placeholder whose use raises a
@@ -30,11 +32,22 @@ from logging import getLogger
 import numpy as np
 import torch
 
+# alias -> what numpy 1.x meant by it. RecBole's Config sets the short ones itself, but
+# a Config unpickled from a checkpoint (load_data_and_model) never runs that code, and
+# RecBole's metrics then hit np.float.
 _REMOVED_NUMPY_ALIASES = {
     "float_": "float64",
     "complex_": "complex128",
     "unicode_": "str_",
     "bool8": "bool_",
+    "float": "float64",
+    "int": "int_",
+    "complex": "complex128",
+    "object": "object_",
+    "str": "str_",
+    "unicode": "str_",
+    "bool": "bool_",
+    "long": "int_",
 }
 
 _APPLIED: set[str] = set()
@@ -77,17 +90,45 @@ class _TrustedCheckpointTorch(types.ModuleType):
         return torch.load(f, *args, **kwargs)
 
 
-TRUSTED_CHECKPOINT_MODULES = ("recbole.trainer.trainer", "recbole.quick_start.quick_start")
+def relax_load_of_given_file(original):
+    """Wrap a ``f(model_file)`` that calls ``torch.load(model_file)`` internally.
+
+    RecBole's ``load_data_and_model`` does ``import torch`` inside its body, so the
+    module proxy cannot reach it: ``torch.load`` is relaxed for that one file only,
+    for the duration of the call; any other file loaded meanwhile keeps the default.
+    """
+
+    def load_data_and_model(model_file):
+        real_load = torch.load
+
+        def load(f, *args, **kwargs):
+            if f == model_file:
+                kwargs.setdefault("weights_only", False)
+            return real_load(f, *args, **kwargs)
+
+        torch.load = load
+        try:
+            return original(model_file)
+        finally:
+            torch.load = real_load
+
+    load_data_and_model._recbole_hllm = True
+    load_data_and_model.__wrapped__ = original
+    load_data_and_model.__doc__ = original.__doc__
+    return load_data_and_model
 
 
 def scope_checkpoint_loading() -> None:
-    """Let RecBole's trainer and quick_start load the checkpoints RecBole wrote."""
-    import importlib
+    """Let RecBole's trainer and ``load_data_and_model`` load the checkpoints RecBole wrote."""
+    import recbole.quick_start
+    import recbole.quick_start.quick_start as qs
+    import recbole.trainer.trainer as trainer_module
 
-    proxy = _TrustedCheckpointTorch()
-    for name in TRUSTED_CHECKPOINT_MODULES:
-        module = importlib.import_module(name)
-        module.torch = proxy
+    trainer_module.torch = _TrustedCheckpointTorch()  # resume_checkpoint, evaluate(load_best_model)
+    if not getattr(qs.load_data_and_model, "_recbole_hllm", False):
+        wrapped = relax_load_of_given_file(qs.load_data_and_model)
+        qs.load_data_and_model = wrapped
+        recbole.quick_start.load_data_and_model = wrapped
 
 
 class _RayUnavailable(types.ModuleType):

@@ -61,19 +61,32 @@ def test_quick_start_imports_when_ray_is_broken(tmp_path):
     assert "RAY STILL FAILS" in out.stdout
 
 
-def test_torch_load_relaxed_only_inside_recbole_checkpoint_loaders(tmp_path):
-    import recbole.quick_start.quick_start as qs
+def test_torch_load_relaxed_only_for_recbole_checkpoints(tmp_path):
+    import recbole.quick_start
     import recbole.trainer.trainer as trainer_module
     from recbole.config import Config
 
-    path = tmp_path / "ckpt.pth"
-    torch.save({"config": Config(model="HLLM", dataset="ml-100k", config_dict={"state": "ERROR"}),
-                "state_dict": {}}, path)
+    path, other = tmp_path / "ckpt.pth", tmp_path / "other.pth"
+    state = {"config": Config(model="HLLM", dataset="ml-100k", config_dict={"state": "ERROR"}), "state_dict": {}}
+    torch.save(state, path)
+    torch.save(state, other)
     with pytest.raises(Exception, match="Weights only load failed"):
         torch.load(path)  # the process-wide default stays safe
-    for module in (trainer_module, qs):
-        assert module.torch.load(path)["config"]["model"] == "HLLM"
-        assert module.torch.tensor is torch.tensor  # everything else is torch itself
+    assert trainer_module.torch.load(path)["config"]["model"] == "HLLM"  # RecBole's trainer may
+    assert trainer_module.torch.tensor is torch.tensor  # everything else is torch itself
+
+    seen = {}
+
+    def fake_original(model_file):  # stands for RecBole's body: it calls torch.load itself
+        seen["own"] = torch.load(model_file)["config"]["model"]
+        with pytest.raises(Exception, match="Weights only load failed"):
+            torch.load(other)  # any other file inside the call stays safe
+        return "ok"
+
+    assert recbole.quick_start.load_data_and_model._recbole_hllm  # installed
+    wrapped = compat.relax_load_of_given_file(fake_original)
+    assert wrapped(str(path)) == "ok" and seen["own"] == "HLLM"
+    assert torch.load.__module__ == "torch.serialization"  # restored after the call
 
 
 def test_flops_skipped_for_plugin_models_only():

@@ -40,6 +40,7 @@ class BackboneSpec:
     tokenizer: str | None = None
     lora: dict = field(default_factory=dict)
     trust_remote_code: bool = False
+    seed: int = 0
 
     @classmethod
     def from_config(cls, config, role: str) -> "BackboneSpec":
@@ -57,13 +58,14 @@ class BackboneSpec:
             tokenizer=get("llm_tokenizer"),
             lora=dict(get("llm_lora", {})),
             trust_remote_code=bool(config["trust_remote_code"] or False),
+            seed=int(config["seed"] or 0),
         )
 
     def identity(self) -> str:
         """A string that changes whenever the backbone's weights or truncation would."""
-        path = resolve_model_dir(self.source, self.role) if self.source != "random" else "random"
+        path = resolve_model_dir(self.source, self.role) if self.source != "random" else f"random(seed={self.seed})"
         stamp = ""
-        if path != "random":
+        if self.source != "random":
             weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin"))
             stamp = ",".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights)
         return f"{self.source}|{path}|{stamp}|layers={self.num_layers}|{sorted(self.random_config.items())}"
@@ -109,10 +111,26 @@ def load_tokenizer(spec: BackboneSpec):
 
 def load_backbone(spec: BackboneSpec, device: torch.device, causal_lm: bool = False):
     """Build the backbone model (without LM head unless ``causal_lm``) and its tokenizer."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM
 
     auto_class = AutoModelForCausalLM if causal_lm else AutoModel
     tokenizer = load_tokenizer(spec)
+    # Own RNG stream: the weights depend only on the seed, and loading (which may happen
+    # lazily, e.g. on an item-embedding cache miss) never shifts the training RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = _build(spec, auto_class, tokenizer, device)
+    getLogger(__name__).info(
+        "%s LLM %s: %s layers, tuning=%s, dtype=%s, trainable params=%d",
+        spec.role, spec.source, model.config.num_hidden_layers, spec.tuning, model.dtype,
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
+    return model.to(device), tokenizer
+
+
+def _build(spec: BackboneSpec, auto_class, tokenizer, device: torch.device):
+    from transformers import AutoConfig
+
     dtype = resolve_dtype(spec.dtype, device)
     overrides = {"num_hidden_layers": spec.num_layers} if spec.num_layers else {}
     if spec.source == "random":
@@ -128,13 +146,7 @@ def load_backbone(spec: BackboneSpec, device: torch.device, causal_lm: bool = Fa
             model = auto_class.from_pretrained(
                 path, dtype=dtype, trust_remote_code=spec.trust_remote_code, **overrides
             )
-    model = apply_tuning(model, spec)
-    getLogger(__name__).info(
-        "%s LLM %s: %s layers, tuning=%s, dtype=%s, trainable params=%d",
-        spec.role, spec.source, model.config.num_hidden_layers, spec.tuning, dtype,
-        sum(p.numel() for p in model.parameters() if p.requires_grad),
-    )
-    return model.to(device), tokenizer
+    return apply_tuning(model, spec)
 
 
 @contextmanager
