@@ -20,6 +20,8 @@ and touches as little as possible:
 * anomaly mode: ``recbole.model.sequential_recommender.sine`` switches on
   ``torch.autograd.set_detect_anomaly(True)`` at import, slowing every model ~2x.
   We switch it back off only when RecBole's import switched it on.
+* CE-loss models: stock ``run_recbole --model=SASRec`` dies on RecBole's own default
+  ``train_neg_sample_args``; when the user left it unset it defaults to None for CE.
 * FLOPs: ``run_recbole`` deep-copies the model to count FLOPs with thop; for LLM
   backbones that doubles memory, so for this plugin's models it is skipped.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from logging import getLogger
 
 import numpy as np
@@ -64,11 +67,13 @@ def restore_numpy_aliases() -> list[str]:
 
 
 def _numpy_has(name: str) -> bool:
-    try:
-        getattr(np, name)
-        return True
-    except AttributeError:
-        return False
+    with warnings.catch_warnings():  # numpy warns on some deprecated names it still has
+        warnings.simplefilter("ignore")
+        try:
+            getattr(np, name)
+            return True
+        except AttributeError:
+            return False
 
 
 class _TrustedCheckpointTorch(types.ModuleType):
@@ -210,6 +215,29 @@ def skip_flops_for(is_plugin_model) -> None:
     qs.get_flops = flops_counter_skipping(is_plugin_model, recbole.utils.get_flops)
 
 
+def default_no_negatives_for_ce_loss() -> None:
+    """``run_recbole --model=SASRec`` fails in stock RecBole 1.2.1: overall.yaml samples
+    one training negative by default, and the config check then rejects CE-loss models
+    ("train_neg_sample_args ... should be None when the loss_type is CE"). When the
+    user did not set ``train_neg_sample_args`` and the loss is CE, the default becomes
+    None, which is what RecBole's CE models need; a user's explicit value is untouched.
+    """
+    from recbole.config import Config
+
+    original = Config._set_default_parameters
+    if getattr(original, "_recbole_hllm", False):
+        return
+
+    def _set_default_parameters(self):
+        final = self.final_config_dict
+        if final.get("loss_type") == "CE" and "train_neg_sample_args" not in self.external_config_dict:
+            final["train_neg_sample_args"] = None
+        return original(self)
+
+    _set_default_parameters._recbole_hllm = True
+    Config._set_default_parameters = _set_default_parameters
+
+
 def apply_all(is_plugin_model) -> dict:
     """Apply every fix once; returns what each one did (for logs and tests)."""
     report = {}
@@ -225,6 +253,9 @@ def apply_all(is_plugin_model) -> dict:
     if "torch_load" not in _APPLIED:
         scope_checkpoint_loading()
         _APPLIED.add("torch_load")
+    if "ce_negatives" not in _APPLIED:
+        default_no_negatives_for_ce_loss()
+        _APPLIED.add("ce_negatives")
     if "flops" not in _APPLIED:
         skip_flops_for(is_plugin_model)
         _APPLIED.add("flops")

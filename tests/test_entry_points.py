@@ -36,7 +36,7 @@ def test_console_script_runs_recbole_builtin_model(tmp_path, tiny_data):
     cfg.write_text(yaml.safe_dump({
         "data_path": str(tiny_data), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
         "epochs": 1, "hidden_size": 8, "inner_size": 16, "n_layers": 1, "n_heads": 1,
-        "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 5, "show_progress": False,
+        "MAX_ITEM_LIST_LENGTH": 5, "show_progress": False,
     }))
     out = _run_cli([sys.executable, "-m", "recbole_hllm", "--model=SASRec", "--dataset=tiny",
                     f"--config_files={cfg}"], tmp_path)

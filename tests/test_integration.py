@@ -1,0 +1,31 @@
+"""One run with the real embedded default models (MiniLM item LLM, SmolLM2 user LLM).
+
+The first use converts SmolLM2's GGUF file to safetensors (~1 min on 2 cores); the
+session-wide cache folder keeps that to once per test session.
+"""
+import pytest
+from recbole.quick_start import run_recbole
+
+from recbole_hllm.llm.embedded import embedded_model_dir
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("embedded-cache")
+
+
+def test_embedded_defaults_train_and_rank(tiny_data, shared_cache, monkeypatch):
+    monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(shared_cache))
+    smollm2 = embedded_model_dir("smollm2")
+    assert (smollm2 / "model.safetensors").is_file()
+    config = tiny_config(
+        tiny_data,
+        item_llm="minilm", item_llm_config=None, item_llm_tokenizer=None, item_pooling="mean",
+        user_llm="smollm2", user_llm_config=None, user_llm_tokenizer=None, user_llm_layers=1,
+        epochs=1,
+    )
+    result = run_recbole(model="HLLM", dataset="tiny", config_dict=config, saved=False)
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    assert result["test_result"]["recall@10"] > 0  # 40 items, 10 slots: a real model finds some
