@@ -61,7 +61,8 @@ def test_item_embedding_does_not_depend_on_batch_padding(tiny_data):
     with torch.no_grad():
         alone = model.item_encoder(torch.tensor([3], device=model.device))
         batched = model.item_encoder(torch.tensor([3, 1, 7, 12], device=model.device))
-    assert torch.allclose(alone[0], batched[0], atol=1e-5)
+    atol = 1e-5 if model.item_encoder.dtype == torch.float32 else 3e-2  # bf16 on CUDA
+    assert torch.allclose(alone[0], batched[0], atol=atol)
 
 
 def test_item_token_sits_right_after_the_text(tiny_data):
