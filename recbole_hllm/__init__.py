@@ -13,19 +13,26 @@ __version__ = "0.1.0"
 _compat.apply_all(_registry.is_plugin_model)
 _registry.patch_get_model()
 _registry.patch_config_yaml_loading()
+_registry.patch_shipped_dataset_path()
 
 
 def _register_builtin_models():
+    from recbole_hllm.data.creative_dataset import HLLMCreatorDataset
     from recbole_hllm.data.dataset import HLLMDataset
     from recbole_hllm.model.hllm import HLLM
+    from recbole_hllm.model.hllm_creator import HLLMCreator
+    from recbole_hllm.trainer import HLLMCreatorTrainer
 
     props = _registry.properties_dir()
     _registry.register_model(HLLM, dataset_class=HLLMDataset, properties=props)
+    _registry.register_model(HLLMCreator, trainer_class=HLLMCreatorTrainer,
+                             dataset_class=HLLMCreatorDataset, properties=props)
 
 
 _register_builtin_models()
 _registry.load_entry_points()
 
 from recbole_hllm.model.hllm import HLLM  # noqa: E402
+from recbole_hllm.model.hllm_creator import HLLMCreator  # noqa: E402
 
-__all__ = ["HLLM", "__version__"]
+__all__ = ["HLLM", "HLLMCreator", "__version__"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEFAULT_DATASET = {"HLLM": "ml-100k"}
+DEFAULT_DATASET = {"HLLM": "ml-100k", "HLLMCreator": "ads-synth"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", "-m", type=str, default="HLLM", help="model name (default: HLLM)")
     parser.add_argument("--dataset", "-d", type=str, default=None,
-                        help="dataset name (default: ml-100k for HLLM)")
+                        help="dataset name (default: ml-100k for HLLM, ads-synth for HLLMCreator)")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
     parser.add_argument("--nproc", type=int, default=1, help="number of processes")
     parser.add_argument("--ip", type=str, default="localhost", help="master node ip")
@@ -38,6 +38,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import recbole_hllm  # noqa: F401  (compatibility fixes + registration)
     from recbole.quick_start import run
+
+    from recbole_hllm.registry import REGISTRY
+
+    if args.model in REGISTRY and (args.nproc > 1 or args.world_size > 0):
+        # RecBole's spawned workers would not import the plugin, and its process group is
+        # NCCL-only: fail now with the reason rather than inside every worker.
+        raise SystemExit(f"run_recbole: --nproc/--world_size for {args.model} is not supported yet; "
+                         "run it in one process (multi-GPU support is planned).")
 
     dataset = args.dataset or DEFAULT_DATASET.get(args.model, "ml-100k")
     config_files = args.config_files.strip().split(" ") if args.config_files else None

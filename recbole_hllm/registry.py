@@ -57,6 +57,37 @@ def properties_dir() -> Path:
     )
 
 
+def shipped_datasets_dir() -> Path | None:
+    """The repository's ``dataset/`` folder (installed as ``recbole_hllm/datasets``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "datasets", here.parent / "dataset"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def patch_shipped_dataset_path() -> None:
+    """Find the datasets this package ships (e.g. ``ads-synth``) when the user gave no
+    ``data_path`` and RecBole's default ``dataset/<name>`` does not hold them."""
+    from recbole.config import Config
+
+    original = Config._set_default_parameters
+    if getattr(original, "_recbole_hllm_shipped", False):
+        return
+
+    def _set_default_parameters(self):
+        shipped = shipped_datasets_dir()
+        final = self.final_config_dict
+        if (shipped is not None and "data_path" not in self.external_config_dict
+                and (shipped / self.dataset).is_dir()
+                and not os.path.isdir(os.path.join(final["data_path"], self.dataset))):
+            final["data_path"] = str(shipped)
+        return original(self)
+
+    _set_default_parameters._recbole_hllm_shipped = True
+    Config._set_default_parameters = _set_default_parameters
+
+
 def register_model(model_class, trainer_class=None, dataset_class=None, properties=None):
     """Register ``model_class`` (and its trainer / dataset classes) with RecBole by name.
 
@@ -190,7 +221,9 @@ def patch_config_yaml_loading() -> None:
         def update_with_plugin_files(file):
             real = os.path.realpath(file)
             if real == sample_file and model_yaml is not None:
-                update(str(model_yaml))
+                for path in _with_bases(model_yaml):
+                    update(str(path))
+                self.internal_config_dict.pop(BASE_KEY, None)
             result = update(file)
             after_dataset = real == recbole_dataset_file or (real == sample_file and not has_recbole_dataset)
             if after_dataset and dataset_yaml is not None:
@@ -206,6 +239,25 @@ def patch_config_yaml_loading() -> None:
 
     _load_internal_config_dict._recbole_hllm = True
     Config._load_internal_config_dict = _load_internal_config_dict
+
+
+BASE_KEY = "_base_"
+
+
+def _with_bases(model_yaml: Path) -> list[Path]:
+    """``model_yaml`` preceded by the files its ``_base_`` key names (relative to it), so a
+    model that extends another (HLLMCreator extends HLLM) shares its defaults, not a copy."""
+    import yaml
+
+    chain, path = [], model_yaml
+    while path is not None:
+        if path in chain:
+            raise ValueError(f"{path}: circular {BASE_KEY}")
+        chain.insert(0, path)
+        with open(path, encoding="utf-8") as f:
+            base = (yaml.safe_load(f) or {}).get(BASE_KEY)
+        path = (path.parent / base) if base else None
+    return chain
 
 
 def _plugin_model_yaml(model: str) -> Path | None:

@@ -26,14 +26,19 @@ TINY_LLAMA = {
 
 
 def write_tiny_dataset(root: Path, name: str = "tiny", n_users: int = 24, n_items: int = 40,
-                       seed: int = 0, empty_text_items=(), extra_item_rows=True) -> Path:
-    """Write ``root/name/name.{inter,item}``; users prefer one genre (so there is signal)."""
+                       seed: int = 0, empty_text_items=(), creative: bool = False) -> Path:
+    """Write ``root/name/name.{inter,item}``; users prefer one genre (so there is signal).
+
+    With ``creative``, also ``name.creative``: for each user's last 3 clicks a title
+    that names the user's favourite genre, plus a profile.
+    """
     rng = random.Random(seed)
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     items = list(range(101, 101 + n_items))  # raw ids differ from RecBole's internal ids
     genre = {item: GENRES[i % len(GENRES)] for i, item in enumerate(items)}
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    creative_rows = ["user_id:token\titem_id:token\ttitle:token_seq\tprofile:token_seq"]
     for user in range(1, n_users + 1):
         favourite = GENRES[user % len(GENRES)]
         liked = [i for i in items if genre[i] == favourite]
@@ -41,12 +46,17 @@ def write_tiny_dataset(root: Path, name: str = "tiny", n_users: int = 24, n_item
         history = [rng.choice(liked) if rng.random() < 0.8 else rng.choice(items) for _ in range(length)]
         for t, item in enumerate(history):
             lines.append(f"u{user}\t{item}\t{1000 * user + t}")
+        for item in dict.fromkeys(history[-3:]):
+            creative_rows.append(f"u{user}\t{item}\t{favourite} fans love story {item}\tlikes {favourite} films")
     (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
-    rows = ["item_id:token\ttitle:token_seq\tgenre:token"]
+    rows = ["item_id:token\ttitle:token_seq\tgenre:token\tdescription:token_seq"]
     for item in reversed(items):  # file order differs from id order on purpose
         title = "" if item in empty_text_items else f"{genre[item]} story number {item}"
-        rows.append(f"{item}\t{title}\t{'' if item in empty_text_items else genre[item]}")
+        description = "" if item in empty_text_items else f"a {genre[item]} film"
+        rows.append(f"{item}\t{title}\t{'' if item in empty_text_items else genre[item]}\t{description}")
     (folder / f"{name}.item").write_text("\n".join(rows) + "\n")
+    if creative:
+        (folder / f"{name}.creative").write_text("\n".join(creative_rows) + "\n")
     return folder
 
 
@@ -86,6 +96,31 @@ def isolated_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(tmp_path / "cache"))
     yield
+
+
+def tiny_creator_config(data_root: Path, **overrides) -> dict:
+    """HLLMCreator on the tiny dataset with a tiny random creative LLM."""
+    config = tiny_config(
+        data_root,
+        creative_llm="random",
+        creative_llm_config=dict(TINY_LLAMA, max_position_embeddings=256),
+        creative_llm_tokenizer="minilm",
+        creative_llm_layers=None,
+        creative_llm_tuning="full",
+        text_fields=["title", "description"],
+        generation_max_new_tokens=6,
+        generation_batch_size=8,
+        match_hidden_size=16,
+        epochs=1,
+    )
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def tiny_creative_data(tmp_path) -> Path:
+    write_tiny_dataset(tmp_path / "data", creative=True)
+    return tmp_path / "data"
 
 
 @pytest.fixture

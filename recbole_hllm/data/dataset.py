@@ -39,8 +39,13 @@ class HLLMDataset(SequentialDataset):
     def build(self):
         datasets = super().build()
         if self.config["train_sequence_level"] and self.config["eval_args"]["split"].get("LS"):
-            datasets[0] = _keep_window_ends(datasets[0], self.config["MAX_ITEM_LIST_LENGTH"])
+            datasets[0] = _keep_window_ends(datasets[0], self.config["MAX_ITEM_LIST_LENGTH"],
+                                            self._train_rows_to_keep(datasets[0]))
         return datasets
+
+    def _train_rows_to_keep(self, train_dataset):
+        """Rows kept even when they do not end a window (subclasses: rows with targets)."""
+        return None
 
 
 def _empty_dataset_error(config) -> ValueError:
@@ -83,7 +88,7 @@ def _ensure_text_fields_loaded(config) -> None:
     }
 
 
-def _keep_window_ends(train_dataset, window: int):
+def _keep_window_ends(train_dataset, window: int, also_keep=None):
     """Keep the training rows whose targets end a window of ``window`` positions.
 
     Rows are sorted by user then time and row r of a user predicts that user's item
@@ -101,5 +106,9 @@ def _keep_window_ends(train_dataset, window: int):
     ends = np.r_[starts[1:], n] - 1
     group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
     distance_to_last = ends[group] - np.arange(n)
-    keep = np.sort(order[distance_to_last % window == 0])
+    keep_mask = np.zeros(n, dtype=bool)
+    keep_mask[order[distance_to_last % window == 0]] = True
+    if also_keep is not None:
+        keep_mask |= also_keep
+    keep = np.flatnonzero(keep_mask)
     return train_dataset.copy(train_dataset.inter_feat[keep])

@@ -107,3 +107,13 @@ def _field_strings(dataset, field: str, row_of_item: list[int | None]) -> list[s
 
 def _is_nan(value) -> bool:
     return isinstance(value, float) and np.isnan(value)
+
+
+def item_field_texts(dataset, field: str) -> list[str]:
+    """The plain text of one item field per internal item id (for prompts), '' when absent."""
+    if dataset.item_feat is None or field not in dataset.item_feat:
+        raise ItemTextError(
+            f"field {field!r} (a slot of the creative prompt) is not an item field of "
+            f"{dataset.dataset_path}/{dataset.dataset_name}.item"
+        )
+    return _field_strings(dataset, field, _rows_by_item_id(dataset, dataset.item_num))

@@ -115,13 +115,29 @@ class ItemEncoder(nn.Module):
 
     def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Run the item LLM on the texts of ``item_ids`` [N] -> [N, hidden] float32."""
-        backbone = self._backbone()
         lengths = self.text_lengths[item_ids]  # [N]
-        width = int(lengths.max()) + 1 if len(item_ids) else 1
-        tokens = self.text_tokens[item_ids, : width - 1]  # [N, width-1]
+        width = int(lengths.max()) if len(item_ids) else 0
+        return self._encode_tokens(self.text_tokens[item_ids, :width], lengths)
+
+    def embed_texts(self, texts: list[str], max_len: int | None = None) -> torch.Tensor:
+        """Embed arbitrary texts (e.g. user profiles) like items: ``[len(texts), hidden]``, no grad."""
+        ids = _tokenize(self.tokenizer, texts, "", max_len or 4 * self.text_tokens.shape[1])
+        tokens = _pad(ids, self.tokenizer.pad_token_id).to(self.device)
+        lengths = torch.tensor([len(t) for t in ids], device=self.device)
+        out = torch.zeros(len(texts), self.hidden_size, device=self.device)
+        with torch.no_grad():
+            for batch in torch.arange(len(texts), device=self.device).split(self.batch_size):
+                width = int(lengths[batch].max())
+                out[batch] = self._encode_tokens(tokens[batch, :width], lengths[batch])
+        return out
+
+    def _encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Item LLM over right-padded ``tokens`` [N, W] with ``lengths`` [N] -> [N, hidden] float32."""
+        backbone = self._backbone()
+        width = tokens.shape[1] + 1
         embeds = backbone.get_input_embeddings()(tokens)  # [N, width-1, H]
-        embeds = torch.cat([embeds, embeds.new_zeros(len(item_ids), 1, embeds.shape[-1])], dim=1)
-        rows = torch.arange(len(item_ids), device=tokens.device)
+        embeds = torch.cat([embeds, embeds.new_zeros(len(tokens), 1, embeds.shape[-1])], dim=1)
+        rows = torch.arange(len(tokens), device=tokens.device)
         embeds[rows, lengths] = self.item_token.to(embeds.dtype)  # [ITEM] right after the text
         positions = torch.arange(width, device=tokens.device)
         mask = (positions[None, :] <= lengths[:, None]).long()  # [N, width]

@@ -1,0 +1,122 @@
+"""Generation metrics by name, so configs can list them (``generation_metrics: [rouge-l, ...]``).
+
+* ``rouge-l``: ROUGE-L F1 against the reference title (rouge-score, stemmed).
+* ``interest_hit``: share of titles that carry the selling point of the ground-truth
+  facet (a keyword of that facet appears), on datasets with ground truth.
+* ``off_facet``: share of titles that claim a facet the ad does not have.
+
+Ground truth comes from optional files next to the dataset (the synthetic dataset
+ships them): ``<name>.truth`` (user, item, facet), ``<name>.sellingpoint`` (item,
+facet, phrase) and ``<name>.facet`` (facet, keyword; one row per keyword).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+
+@dataclass
+class TitleRecord:
+    """One generated title with what it is judged against (raw user/item tokens)."""
+
+    user: str
+    item: str
+    generated: str
+    reference: str = ""
+    original: str = ""
+    truth_facet: str | None = None
+    ad_facets: frozenset = field(default_factory=frozenset)
+
+
+@dataclass
+class GroundTruth:
+    pair_facet: dict = field(default_factory=dict)  # (user, item) -> facet
+    ad_facets: dict = field(default_factory=dict)  # item -> set of facets
+    facet_keywords: dict = field(default_factory=dict)  # facet -> [keyword]
+
+    @classmethod
+    def load(cls, data_path: str, name: str) -> "GroundTruth | None":
+        base = os.path.join(data_path, name)
+        files = [f"{base}.{suffix}" for suffix in ("truth", "sellingpoint", "facet")]
+        if not all(os.path.isfile(f) for f in files):
+            return None
+        truth = cls()
+        for row in _read_atomic(files[0]):
+            truth.pair_facet[(row["user_id"], row["item_id"])] = row["facet"]
+        for row in _read_atomic(files[1]):
+            truth.ad_facets.setdefault(row["item_id"], set()).add(row["facet"])
+        for row in _read_atomic(files[2]):
+            truth.facet_keywords.setdefault(row["facet"], []).append(row["keyword"].lower())
+        return truth
+
+    def facets_in(self, text: str) -> set[str]:
+        """Facets whose keywords occur in ``text`` (case-insensitive, whole words)."""
+        lowered = text.lower()
+        return {f for f, words in self.facet_keywords.items() if any(_keyword_re(w).search(lowered) for w in words)}
+
+
+@lru_cache(maxsize=None)
+def _keyword_re(keyword: str):
+    return re.compile(r"(?<![\w$])" + re.escape(keyword) + r"(?![\w])")
+
+
+def _read_atomic(path: str) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = [h.split(":")[0] for h in next(reader)]
+        return [dict(zip(header, row)) for row in reader if row]
+
+
+def _rouge_l(records, truth) -> float:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return sum(scorer.score(r.reference, r.generated)["rougeL"].fmeasure for r in records) / len(records)
+
+
+def _interest_hit(records, truth) -> float | None:
+    judged = [r for r in records if r.truth_facet]
+    if truth is None or not judged:
+        return None
+    return sum(r.truth_facet in truth.facets_in(r.generated) for r in judged) / len(judged)
+
+
+def _off_facet(records, truth) -> float | None:
+    judged = [r for r in records if r.ad_facets]
+    if truth is None or not judged:
+        return None
+    return sum(bool(truth.facets_in(r.generated) - r.ad_facets) for r in judged) / len(judged)
+
+
+GENERATION_METRICS: dict[str, Callable] = {
+    "rouge-l": _rouge_l,
+    "interest_hit": _interest_hit,
+    "off_facet": _off_facet,
+}
+
+
+def score_titles(records: list[TitleRecord], names, truth: GroundTruth | None) -> dict[str, float]:
+    """Compute the named metrics; metrics that need missing ground truth are left out."""
+    unknown = [n for n in names if n not in GENERATION_METRICS]
+    if unknown:
+        raise ValueError(f"unknown generation metrics {unknown}; available: {sorted(GENERATION_METRICS)}")
+    if not records:
+        return {}
+    scores = {}
+    for name in names:
+        value = GENERATION_METRICS[name](records, truth)
+        if value is not None:
+            scores[name] = round(float(value), 4)
+    return scores
+
+
+def attach_truth(records: list[TitleRecord], truth: GroundTruth | None) -> None:
+    if truth is None:
+        return
+    for r in records:
+        r.truth_facet = truth.pair_facet.get((r.user, r.item))
+        r.ad_facets = frozenset(truth.ad_facets.get(r.item, ()))

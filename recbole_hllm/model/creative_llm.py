@@ -1,0 +1,151 @@
+"""Creative LLM: a causal LM that writes a title with the user embedding as one soft token.
+
+The prompt template (yaml, not code) holds one ``{user}`` slot and named ad slots
+(``{title}``, ``{description}``, ...). The text before and after ``{user}`` is tokenised
+once per row; the projected user embedding is spliced between them as a single
+``inputs_embeds`` row, followed by the target tokens when training. The loss is
+cross-entropy on the target tokens only, and the LM head runs only at the positions
+that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_hllm.llm.backbone import BackboneSpec, hidden_size, load_backbone, resolve_dtype
+
+USER_SLOT = "user"
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt with exactly one ``{user}`` slot; other slots are filled with text."""
+
+    text: str
+    name: str
+
+    def __post_init__(self):
+        slots = [f for _, f, _, _ in string.Formatter().parse(self.text) if f is not None]
+        if slots.count(USER_SLOT) != 1:
+            raise TemplateError(f"{self.name} must contain the user slot {{{USER_SLOT}}} exactly once "
+                                f"(it marks where the user embedding goes); got {self.text!r}")
+
+    @property
+    def text_slots(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.text) if f and f != USER_SLOT]
+
+    def split(self, **values) -> tuple[str, str]:
+        """Text before and after the user slot, with the other slots filled."""
+        before, after = self.text.split("{" + USER_SLOT + "}")
+        return before.format(**values), after.format(**values)
+
+
+class CreativeLLM(nn.Module):
+    def __init__(self, config, device: torch.device):
+        super().__init__()
+        self.spec = BackboneSpec.from_config(config, "creative")
+        self.dtype = resolve_dtype(self.spec.dtype, device)
+        self.llm, self.tokenizer = load_backbone(self.spec, device, causal_lm=True)
+        self.hidden_size = hidden_size(self.llm)
+        self.max_target_len = config["creative_max_target_len"]
+        self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
+        # ends every target; tokenizers of encoder models (BERT's) only have [SEP]
+        self.eos_id = self.tokenizer.eos_token_id
+        if self.eos_id is None:
+            self.eos_id = self.tokenizer.sep_token_id
+        if self.eos_id is None:
+            raise ValueError(f"creative_llm {self.spec.source!r}: its tokenizer has neither an EOS nor a SEP token")
+
+    # -- helpers --------------------------------------------------------------------
+    def _base(self):
+        """(decoder body, lm head) of the wrapped model, through peft if present."""
+        model = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        return model.get_decoder(), model.get_output_embeddings()
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def target_ids(self, texts: list[str]) -> list[list[int]]:
+        eos = self.eos_id
+        ids = self.tokenizer(texts, add_special_tokens=False, truncation=True,
+                             max_length=self.max_target_len)["input_ids"]
+        return [row + [eos] for row in ids]
+
+    def _embed_rows(self, before_ids, soft_tokens, after_ids, target_ids, left_pad: bool):
+        """Assemble ``[B, T, H]`` embeddings, mask and label positions for a batch.
+
+        Row layout: before-tokens, soft token (if any), after-tokens, target tokens.
+        """
+        embed = self.llm.get_input_embeddings()
+        device = embed.weight.device
+        rows, labels = [], []
+        for b in range(len(before_ids)):
+            parts = [embed(torch.tensor(before_ids[b], dtype=torch.long, device=device))]
+            if soft_tokens is not None:
+                parts.append(soft_tokens[b : b + 1].to(parts[0].dtype))
+            parts.append(embed(torch.tensor(after_ids[b] + target_ids[b], dtype=torch.long, device=device)))
+            row = torch.cat(parts)
+            rows.append(row)
+            labels.append([-100] * (len(row) - len(target_ids[b])) + target_ids[b])
+        width = max(len(r) for r in rows)
+        if self.max_context and width > self.max_context:
+            raise ValueError(f"creative prompt + target is {width} tokens, more than the creative LLM's "
+                             f"context ({self.max_context}); shorten creative_prompt or the ad text fields")
+        hidden = rows[0].shape[-1]
+        embeds = rows[0].new_zeros(len(rows), width, hidden)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+        label_tensor = torch.full((len(rows), width), -100, dtype=torch.long, device=device)
+        for b, row in enumerate(rows):
+            span = slice(width - len(row), width) if left_pad else slice(0, len(row))
+            embeds[b, span] = row
+            mask[b, span] = 1
+            label_tensor[b, span] = torch.tensor(labels[b], device=device)
+        return embeds.to(self.dtype), mask, label_tensor
+
+    # -- training -------------------------------------------------------------------
+    def loss(self, before_ids, soft_tokens, after_ids, target_ids) -> torch.Tensor:
+        """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token)."""
+        embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
+        decoder, lm_head = self._base()
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # [B, T, H]
+        predicts = labels[:, 1:] != -100  # position t predicts token t+1
+        logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
+        return F.cross_entropy(logits, labels[:, 1:][predicts])
+
+    # -- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, before_ids, soft_tokens, after_ids, max_new_tokens: int, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50) -> tuple[list[str], int]:
+        """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> (clean texts, new tokens)."""
+        empty = [[] for _ in before_ids]
+        embeds, mask, _ = self._embed_rows(before_ids, soft_tokens, after_ids, empty, left_pad=True)
+        if self.max_context and embeds.shape[1] + max_new_tokens > self.max_context:
+            max_new_tokens = self.max_context - embeds.shape[1]
+            if max_new_tokens <= 0:
+                raise ValueError(f"the creative prompt alone ({embeds.shape[1]} tokens) fills the creative "
+                                 f"LLM's context ({self.max_context}); shorten it")
+        sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {}
+        output = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
+            use_cache=True, **sampling,
+        )
+        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        new_tokens = int((output != self.tokenizer.pad_token_id).sum())
+        return [clean_generation(t) for t in texts], new_tokens
+
+
+def clean_generation(text: str) -> str:
+    """First line of the generation, without a repeated prompt label or quotes."""
+    line = text.strip().split("\n", 1)[0].strip()
+    line = re.sub(r"^(new title|title)\s*:\s*", "", line, flags=re.I)
+    return line.strip().strip('"').strip()

@@ -1,0 +1,42 @@
+"""Small heads on top of the user embedding U."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MatchingHead(nn.Module):
+    """User-ad matching ("Item-User Predictor"): scores (U, ad embedding) pairs.
+
+    An MLP over [u, a, u*a] after projecting both to a common width; trained with
+    binary cross-entropy (clicked ad vs sampled ads) and later used to prune which
+    (user cluster, ad) pairs are worth a generation.
+    """
+
+    def __init__(self, user_size: int, item_size: int, width: int):
+        super().__init__()
+        self.user_proj = nn.Linear(user_size, width)
+        self.item_proj = nn.Linear(item_size, width)
+        self.mlp = nn.Sequential(nn.Linear(3 * width, width), nn.GELU(), nn.Linear(width, 1))
+
+    def forward(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
+        """``[..., Hu]`` and ``[..., Hi]`` (broadcastable) -> ``[...]`` logits."""
+        u, a = self.user_proj(user_vecs), self.item_proj(item_vecs)
+        u, a = torch.broadcast_tensors(u, a)
+        return self.mlp(torch.cat([u, a, u * a], dim=-1)).squeeze(-1)
+
+
+def matching_loss(positive_logits: torch.Tensor, negative_logits: torch.Tensor) -> torch.Tensor:
+    """BCE: ``[B]`` clicked-ad logits against ``[B, K]`` sampled-ad logits."""
+    logits = torch.cat([positive_logits[:, None], negative_logits], dim=1)
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def symmetric_infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """CLIP-style loss: row i of ``a`` [B, H] matches row i of ``b`` [B, H], in-batch negatives."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T * scale
+    labels = torch.arange(len(a), device=a.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

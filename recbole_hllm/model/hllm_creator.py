@@ -1,0 +1,194 @@
+"""HLLMCreator: personalised ad titles from a user embedding.
+
+Wang et al., "HLLM-Creator: Hierarchical LLM-based Personalized Creative Generation",
+arXiv 2508.18118.
+
+HLLM's item and user LLMs (inherited, not copied) yield the user embedding U: the
+user LLM reads the history's item embeddings, optional user-prompt tokens and one
+learnable [USER] embedding; U is the last hidden state at [USER]. A linear projector
+(no bias) maps U to the creative LLM's width, where it is one soft token in the
+prompt; the creative LLM is trained to write the personalised title
+(-1/L sum log p(r_i | U, ad text, r_<i)). Auxiliary losses keep U meaningful:
+next-item recommendation (HLLM's loss), user-ad matching, alignment with the text
+profile, and reconstruction of the profile from U.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recbole_hllm.config import validate_config
+from recbole_hllm.config_creator import CREATOR_RULES
+from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
+from recbole_hllm.data.item_text import item_field_texts
+from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
+from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
+from recbole_hllm.model.hllm import HLLM, next_item_targets
+from recbole_hllm.model.losses import LogitScale
+
+LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
+
+
+class HLLMCreator(HLLM):
+    def __init__(self, config, dataset):
+        validate_config(config, CREATOR_RULES)
+        self.user_prompt_text = config["user_prompt"] or ""
+        super().__init__(config, dataset)
+        self.loss_weights = {name: float(config[f"{name}_loss_weight"]) for name in LOSS_NAMES}
+        self.use_user_embedding = bool(config["use_user_embedding"])
+        if not self.use_user_embedding:  # ablation: U never reaches the creative LLM
+            self.loss_weights.update(align=0.0, recon=0.0)
+        self.match_negatives = config["match_negatives"]
+        self.generation = {k: config[f"generation_{k}"] for k in
+                           ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "batch_size")}
+
+        h_user = self.user_encoder.hidden_size
+        self.user_token = nn.Parameter(torch.randn(h_user) * 0.02)  # [USER]
+        self.user_prompt_ids = self._user_prompt_ids()
+        self.creative = CreativeLLM(config, self.device)
+        self.template = PromptTemplate(config["creative_prompt"], "creative_prompt")
+        self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
+        self.user_to_creative = nn.Linear(h_user, self.creative.hidden_size, bias=False)
+        self.user_to_profile = nn.Linear(h_user, self.creative.hidden_size, bias=False)
+        self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
+        self.align_proj = nn.Linear(h_user, self.item_encoder.hidden_size, bias=False)
+        self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
+
+        creative = dataset.creative
+        self.creative_titles = creative.titles
+        self.creative_profiles = creative.profiles
+        self.ad_texts = {slot: item_field_texts(dataset, slot) for slot in self.template.text_slots}
+        self._profile_table = None  # [n_creative_rows, H_item] profile embeddings (align loss)
+
+    @property
+    def needs_user_token_embeddings(self) -> bool:
+        return bool(self.user_prompt_text)
+
+    def _user_prompt_ids(self) -> torch.Tensor:
+        if not self.user_prompt_text:
+            return torch.zeros(0, dtype=torch.long)
+        tok = self.user_encoder.tokenizer
+        return torch.tensor(tok(self.user_prompt_text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+    # -- user embedding -------------------------------------------------------------
+    def user_states(self, item_seq: torch.Tensor, seq_len: torch.Tensor, item_embeds: torch.Tensor):
+        """Run the user LLM over history + user prompt + [USER].
+
+        Returns (history states ``[B, L, H]``, U ``[B, H]``).
+        """
+        batch, hist_len, hidden = item_embeds.shape
+        prompt = self.user_encoder.llm.get_input_embeddings()(self.user_prompt_ids.to(item_seq.device)) \
+            if len(self.user_prompt_ids) else item_embeds.new_zeros(0, hidden)
+        tail = torch.cat([prompt.float(), self.user_token[None]], dim=0)  # [P+1, H]
+        width = hist_len + len(tail)
+        embeds = torch.cat([item_embeds, item_embeds.new_zeros(batch, len(tail), hidden)], dim=1)
+        rows = torch.arange(batch, device=item_seq.device)[:, None]
+        tail_pos = seq_len[:, None] + torch.arange(len(tail), device=item_seq.device)[None]  # [B, P+1]
+        embeds = embeds.index_put((rows.expand_as(tail_pos), tail_pos), tail.expand(batch, -1, -1))
+        positions = torch.arange(width, device=item_seq.device)[None]
+        mask = (positions <= tail_pos[:, -1:]).long()
+        states = self.user_encoder(embeds, attention_mask=mask)  # [B, W, H]
+        user_vec = states[torch.arange(batch, device=item_seq.device), tail_pos[:, -1]]
+        return states[:, :hist_len], user_vec
+
+    def user_embedding(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """U for each history: ``[B, H_user]``."""
+        return self.user_states(item_seq, seq_len, self.item_vectors(item_seq))[1]
+
+    def match_score(self, user_vecs: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """Matching logit of users ``[B, H]`` with ads ``[B]`` or ``[B, K]`` (used to prune pairs)."""
+        item_vecs = self.item_vectors(item_ids)
+        if item_ids.dim() == 2:
+            user_vecs = user_vecs[:, None]
+        return self.matching_head(user_vecs, item_vecs)
+
+    # -- training -------------------------------------------------------------------
+    def calculate_loss(self, interaction):
+        item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        pos_items = interaction[self.POS_ITEM_ID]
+        creative_rows = interaction[CREATIVE_INDEX]
+        states, user_vec = self.user_states(item_seq, seq_len, self.item_vectors(item_seq))
+        losses = {}
+        if self.loss_weights["rec"]:
+            losses["rec"] = self._rec_loss(item_seq, seq_len, pos_items, states)
+        if self.loss_weights["match"]:
+            negatives = torch.randint(1, self.n_items, (len(pos_items), self.match_negatives), device=item_seq.device)
+            losses["match"] = matching_loss(self.match_score(user_vec, pos_items), self.match_score(user_vec, negatives))
+        has_creative = creative_rows >= 0
+        if has_creative.any():
+            rows, u = creative_rows[has_creative].tolist(), user_vec[has_creative]
+            items = pos_items[has_creative].tolist()
+            if self.loss_weights["creative"]:
+                losses["creative"] = self._creative_loss(rows, items, u)
+            with_profile = [i for i, r in enumerate(rows) if self.creative_profiles[r]]
+            if self.loss_weights["align"] and len(with_profile) > 1:
+                profile_vecs = self._profile_vectors()[[rows[i] for i in with_profile]]
+                losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
+            if self.loss_weights["recon"] and with_profile:
+                losses["recon"] = self._recon_loss([rows[i] for i in with_profile], u[with_profile])
+        zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
+        return tuple(self.loss_weights[n] * losses.get(n, zero) for n in LOSS_NAMES if self.loss_weights[n])
+
+    def _rec_loss(self, item_seq, seq_len, pos_items, states):
+        targets = next_item_targets(item_seq, seq_len, pos_items)
+        supervised = targets > 0
+        negative_ids = torch.randint(1, self.n_items, (self.num_negatives,), device=item_seq.device)
+        from recbole_hllm.model.losses import sampled_infonce
+
+        return sampled_infonce(states[supervised], self.item_vectors(targets[supervised]), targets[supervised],
+                               self.item_vectors(negative_ids), negative_ids, self.logit_scale(),
+                               self.negative_mask_threshold)
+
+    def _prompt_parts(self, template: PromptTemplate, items: list[int]):
+        before, after = [], []
+        for item in items:
+            b, a = template.split(**{slot: texts[item] for slot, texts in self.ad_texts.items()})
+            before.append(b)
+            after.append(a)
+        return self.creative.token_ids(before), self.creative.token_ids(after)
+
+    def _soft_tokens(self, user_vec):
+        return self.user_to_creative(user_vec) if self.use_user_embedding else None
+
+    def _creative_loss(self, rows, items, user_vec):
+        before, after = self._prompt_parts(self.template, items)
+        targets = self.creative.target_ids([self.creative_titles[r] for r in rows])
+        return self.creative.loss(before, self._soft_tokens(user_vec), after, targets)
+
+    def _recon_loss(self, rows, user_vec):
+        before, after = self.creative.token_ids([self.profile_template.split()[0]] * len(rows)), \
+            self.creative.token_ids([self.profile_template.split()[1]] * len(rows))
+        targets = self.creative.target_ids([self.creative_profiles[r] for r in rows])
+        return self.creative.loss(before, self.user_to_profile(user_vec), after, targets)
+
+    def _profile_vectors(self) -> torch.Tensor:
+        """Profile embeddings by the item LLM (frozen: computed once, no grad)."""
+        if self._profile_table is None:
+            with torch.no_grad():
+                self._profile_table = self.item_encoder.embed_texts(self.creative_profiles)
+        return self._profile_table
+
+    # -- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate_titles(self, item_seq, seq_len, item_ids, **overrides) -> tuple[list[str], int]:
+        """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``."""
+        settings = {**self.generation, **overrides}
+        batch_size = settings.pop("batch_size")
+        titles, new_tokens = [], 0
+        for start in range(0, len(item_ids), batch_size):
+            part = slice(start, start + batch_size)
+            user_vec = self.user_embedding(item_seq[part], seq_len[part])
+            texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), **settings)
+            titles += texts
+            new_tokens += n
+        return titles, new_tokens
+
+    @torch.no_grad()
+    def generate_from_user_vectors(self, user_vec, items: list[int], **settings) -> tuple[list[str], int]:
+        """Titles for (user embedding, ad) pairs; clustered inference passes centroids here."""
+        before, after = self._prompt_parts(self.template, items)
+        return self.creative.generate(before, self._soft_tokens(user_vec), after, **settings)
+
+    def train(self, mode: bool = True):
+        self._profile_table = None if mode else self._profile_table
+        return super().train(mode)

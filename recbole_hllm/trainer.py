@@ -1,0 +1,90 @@
+"""HLLMCreator's trainer: RecBole's Trainer plus title generation at evaluation.
+
+Only ``fit`` (to know validation from test) and ``evaluate`` differ. At test time (and
+at validation when ``generate_on_valid``) titles are generated for every evaluated
+(user, ad) row with a creative target; the named ``generation_metrics`` join RecBole's
+result dict, so they print with Recall/NDCG and ``valid_metric`` may name one. Test
+titles are written next to the checkpoint as ``<checkpoint>-titles.jsonl``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+from recbole.trainer import Trainer
+
+from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
+from recbole_hllm.evaluation.generation import GENERATION_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
+
+
+class HLLMCreatorTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.generation_metrics = [m.lower() for m in config["generation_metrics"]]
+        if self.valid_metric in GENERATION_METRICS and not config["generate_on_valid"]:
+            raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
+                             "set generate_on_valid: True (titles are then generated at every validation)")
+        self.truth = GroundTruth.load(config["data_path"], config["dataset"])
+        self._fitting = False
+        self.last_titles_file = None
+
+    def fit(self, *args, **kwargs):
+        self._fitting = True
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self._fitting = False
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        if result is None or (self._fitting and not self.config["generate_on_valid"]):
+            return result
+        records, seconds = self._generate_for(eval_data._dataset, show_progress)
+        attach_truth(records, self.truth)
+        result.update(score_titles(records, self.generation_metrics, self.truth))
+        if not self._fitting:
+            originals = [TitleRecord(r.user, r.item, r.original, r.reference, r.original, r.truth_facet, r.ad_facets)
+                         for r in records]
+            result.update({f"original_{k}": v for k, v in
+                           score_titles(originals, self.generation_metrics, self.truth).items()})
+            self.last_titles_file = self._write_titles(records)
+            self.logger.info("generated %d titles in %.1fs -> %s", len(records), seconds, self.last_titles_file)
+        return result
+
+    @torch.no_grad()
+    def _generate_for(self, dataset, show_progress: bool) -> tuple[list[TitleRecord], float]:
+        """Generate a title for every row of ``dataset`` that has a creative target."""
+        start = time.perf_counter()
+        feat = dataset.inter_feat
+        rows = torch.nonzero(feat[CREATIVE_INDEX] >= 0).flatten()
+        if len(rows) == 0:
+            return [], 0.0
+        model = self.model
+        seq = feat[model.ITEM_SEQ][rows].to(self.device)
+        seq_len = feat[model.ITEM_SEQ_LEN][rows].to(self.device)
+        items = feat[model.ITEM_ID][rows].to(self.device)
+        generated, _ = model.generate_titles(seq, seq_len, items)
+        creative_rows = feat[CREATIVE_INDEX][rows].tolist()
+        users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())
+        raw_items = dataset.id2token(dataset.iid_field, items.cpu().numpy())
+        originals = model.ad_texts.get("title") or [""] * dataset.item_num
+        records = [
+            TitleRecord(user=str(u), item=str(i), generated=g, reference=model.creative_titles[c],
+                        original=originals[int(item)])
+            for u, i, g, c, item in zip(users, raw_items, generated, creative_rows, items.tolist())
+        ]
+        return records, time.perf_counter() - start
+
+    def _write_titles(self, records: list[TitleRecord]) -> str:
+        path = os.path.splitext(self.saved_model_file)[0] + "-titles.jsonl"
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps({"user": r.user, "item": r.item, "original": r.original,
+                                    "reference": r.reference, "generated": r.generated,
+                                    "truth_facet": r.truth_facet}, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+        return path
