@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup run test clean
+.PHONY: setup run run-hllm test clean
 
 $(BIN)/run_recbole: setup.py
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(BIN)/run_recbole: setup.py
 setup: $(BIN)/run_recbole
 
 run: setup
+	$(BIN)/run_recbole --model=HLLMCreator $(ARGS)
+
+run-hllm: setup
 	$(BIN)/run_recbole --model=HLLM --dataset=ml-100k $(ARGS)
 
 test: setup

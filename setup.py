@@ -7,7 +7,7 @@ package as ``recbole_hllm/properties`` so wheel installs find the yaml defaults.
 from setuptools import setup
 
 PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.evaluation", "recbole_hllm.llm",
-            "recbole_hllm.model"]
+            "recbole_hllm.model", "recbole_hllm.inference"]
 
 setup(
     name="recbole_hllm",
@@ -41,6 +41,7 @@ setup(
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_hllm.cli:main",
+            "hllm-generate = recbole_hllm.inference.generate:main",
         ],
     },
 )

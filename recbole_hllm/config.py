@@ -66,6 +66,7 @@ for _role in ("item", "user"):
         f"{_role}_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
         f"{_role}_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
         f"{_role}_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),
+        f"{_role}_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
     })
 
 

@@ -19,6 +19,7 @@ CREATOR_RULES = {
     "generation_batch_size": Rule("an int >= 1", _int_at_least(1)),
     "generation_metrics": Rule("a list of metric names", lambda v: isinstance(v, (list, tuple))),
     "generate_on_valid": Rule("true or false", _is_bool),
+    "generation_valid_limit": Rule("an int >= 1 or null (all)", _int_at_least(1), optional=True),
     "creative_llm": Rule("'smollm2', 'random' or a causal LM directory", _is_str),
     "creative_llm_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
     "creative_llm_tuning": Rule("'frozen', 'lora' or 'full'", _one_of("frozen", "lora", "full")),
@@ -27,6 +28,10 @@ CREATOR_RULES = {
     "creative_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
     "creative_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
     "creative_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),
+    "creative_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
+    "creative_title_field": Rule("an item field name", _is_str),
+    "creative_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
+                                   optional=True),
     **{f"{name}_loss_weight": _weight for name in ("rec", "creative", "match", "align", "recon")},
 }
 CREATOR_RULES = {**RULES, **CREATOR_RULES}

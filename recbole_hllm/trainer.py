@@ -30,6 +30,25 @@ class HLLMCreatorTrainer(Trainer):
         self._fitting = False
         self.last_titles_file = None
 
+    def _build_optimizer(self, **kwargs):
+        """Give the creative LLM's trainable weights (e.g. LoRA adapters) their own
+        ``creative_learning_rate``; everything else keeps ``learning_rate``."""
+        creative_lr = self.config["creative_learning_rate"]
+        if creative_lr is None or "params" in kwargs:
+            return super()._build_optimizer(**kwargs)
+        creative = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("creative.")]
+        others = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("creative.")]
+        groups = [{"params": others}, {"params": creative, "lr": creative_lr}]
+        return super()._build_optimizer(params=[g for g in groups if g["params"]], **kwargs)
+
+    def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
+        """RecBole logs a loss tuple as train_loss1..N; name each part instead."""
+        text = super()._generate_train_loss_output(epoch_idx, s_time, e_time, losses)
+        if isinstance(losses, tuple):
+            for idx, name in reversed(list(enumerate(self.model.active_losses, start=1))):
+                text = text.replace(f"train_loss{idx}", f"{name}_loss")
+        return text
+
     def fit(self, *args, **kwargs):
         self._fitting = True
         try:
@@ -41,7 +60,8 @@ class HLLMCreatorTrainer(Trainer):
         result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
         if result is None or (self._fitting and not self.config["generate_on_valid"]):
             return result
-        records, seconds = self._generate_for(eval_data._dataset, show_progress)
+        limit = self.config["generation_valid_limit"] if self._fitting else None
+        records, seconds = self._generate_for(eval_data._dataset, show_progress, limit)
         attach_truth(records, self.truth)
         result.update(score_titles(records, self.generation_metrics, self.truth))
         if not self._fitting:
@@ -54,11 +74,12 @@ class HLLMCreatorTrainer(Trainer):
         return result
 
     @torch.no_grad()
-    def _generate_for(self, dataset, show_progress: bool) -> tuple[list[TitleRecord], float]:
-        """Generate a title for every row of ``dataset`` that has a creative target."""
+    def _generate_for(self, dataset, show_progress: bool, limit: int | None = None) -> tuple[list[TitleRecord], float]:
+        """Generate a title for every row of ``dataset`` that has a creative target
+        (the first ``limit`` of them when given: validation on a fixed subset)."""
         start = time.perf_counter()
         feat = dataset.inter_feat
-        rows = torch.nonzero(feat[CREATIVE_INDEX] >= 0).flatten()
+        rows = torch.nonzero(feat[CREATIVE_INDEX] >= 0).flatten()[:limit]
         if len(rows) == 0:
             return [], 0.0
         model = self.model
@@ -69,7 +90,7 @@ class HLLMCreatorTrainer(Trainer):
         creative_rows = feat[CREATIVE_INDEX][rows].tolist()
         users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())
         raw_items = dataset.id2token(dataset.iid_field, items.cpu().numpy())
-        originals = model.ad_texts.get("title") or [""] * dataset.item_num
+        originals = model.original_titles or [""] * dataset.item_num
         records = [
             TitleRecord(user=str(u), item=str(i), generated=g, reference=model.creative_titles[c],
                         original=originals[int(item)])

@@ -79,3 +79,13 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
     finally:
         registry.REGISTRY.pop("ToySASRec", None)
         sys.modules.pop("recbole.model.sequential_recommender.toysasrec", None)
+
+
+def test_hllm_creator_yaml_extends_hllm_and_finds_shipped_dataset():
+    config = Config(model="HLLMCreator", dataset="ads-synth", config_dict={"state": "ERROR"})
+    assert config["user_llm"] == "smollm2" and config["item_llm"] == "minilm"  # from HLLM.yaml (_base_)
+    assert config["creative_llm"] == "smollm2"  # its own yaml
+    assert "_base_" not in config.final_config_dict
+    assert config["data_path"].endswith("ads-synth") and (
+        __import__("pathlib").Path(config["data_path"]) / "ads-synth.creative").is_file()
+    assert config["text_fields"] == ["title", "description"]  # the dataset yaml

@@ -41,6 +41,7 @@ class BackboneSpec:
     lora: dict = field(default_factory=dict)
     trust_remote_code: bool = False
     seed: int = 0
+    train_embeddings: bool = False
 
     @classmethod
     def from_config(cls, config, role: str) -> "BackboneSpec":
@@ -59,6 +60,7 @@ class BackboneSpec:
             lora=dict(get("llm_lora", {})),
             trust_remote_code=bool(config["trust_remote_code"] or False),
             seed=int(config["seed"] or 0),
+            train_embeddings=bool(config[f"{role}_llm_train_embeddings"] or False),
         )
 
     def identity(self) -> str:
@@ -177,6 +179,12 @@ def apply_tuning(model: nn.Module, spec: BackboneSpec) -> nn.Module:
         lora = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
         lora.update(spec.lora)
         return get_peft_model(model, LoraConfig(**lora))
+    if not spec.train_embeddings:
+        # The vocabulary tables (tied input/output for SmolLM2: 28 M params) would
+        # dominate the backward pass and optimizer state of a small CPU fine-tune.
+        for module in (model.get_input_embeddings(), getattr(model, "get_output_embeddings", lambda: None)()):
+            if module is not None:
+                module.requires_grad_(False)
     return model
 
 

@@ -58,7 +58,14 @@ class HLLMCreator(HLLM):
         self.creative_titles = creative.titles
         self.creative_profiles = creative.profiles
         self.ad_texts = {slot: item_field_texts(dataset, slot) for slot in self.template.text_slots}
+        title_field = config["creative_title_field"]
+        self.original_titles = item_field_texts(dataset, title_field) if title_field in dataset.item_feat else None
         self._profile_table = None  # [n_creative_rows, H_item] profile embeddings (align loss)
+
+    @property
+    def active_losses(self) -> list[str]:
+        """Names of the losses ``calculate_loss`` returns, in order."""
+        return [n for n in LOSS_NAMES if self.loss_weights[n]]
 
     @property
     def needs_user_token_embeddings(self) -> bool:
@@ -127,7 +134,7 @@ class HLLMCreator(HLLM):
             if self.loss_weights["recon"] and with_profile:
                 losses["recon"] = self._recon_loss([rows[i] for i in with_profile], u[with_profile])
         zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
-        return tuple(self.loss_weights[n] * losses.get(n, zero) for n in LOSS_NAMES if self.loss_weights[n])
+        return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
 
     def _rec_loss(self, item_seq, seq_len, pos_items, states):
         targets = next_item_targets(item_seq, seq_len, pos_items)

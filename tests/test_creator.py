@@ -1,0 +1,226 @@
+"""HLLMCreator on tiny random models: losses, soft token, generation, data, checkpoints."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.quick_start import load_data_and_model, run_recbole
+from recbole.utils import init_seed
+
+from recbole_hllm.data.creative import CreativeFileError, read_creative_file
+from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
+from recbole_hllm.model.creative_llm import PromptTemplate, TemplateError, clean_generation
+from recbole_hllm.model.hllm_creator import LOSS_NAMES, HLLMCreator
+
+from conftest import subprocess_env, tiny_creator_config
+
+
+def build(data_root, **overrides):
+    config = Config(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(data_root, **overrides))
+    init_seed(config["seed"], True)
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    init_seed(config["seed"], True)
+    return HLLMCreator(config, train._dataset).to(config["device"]), train, valid, test
+
+
+def _only(loss_name):
+    return {f"{n}_loss_weight": float(n == loss_name) for n in LOSS_NAMES}
+
+
+def _batch_with_creative(train, device):
+    for batch in train:
+        if (batch[CREATIVE_INDEX] >= 0).sum() > 1:
+            return batch.to(device)
+    raise AssertionError("no training batch with creative rows")
+
+
+GROUPS = {
+    "user_llm": "user_encoder.llm.", "user_token": "user_token", "creative_llm": "creative.llm.",
+    "to_creative": "user_to_creative.", "to_profile": "user_to_profile.", "match": "matching_head.",
+    "align": "align_proj.", "logit_scale": "logit_scale.",
+}
+
+
+@pytest.mark.parametrize("loss,expected,absent", [
+    ("rec", {"user_llm", "logit_scale"}, {"user_token", "creative_llm", "to_creative", "match", "align"}),
+    ("creative", {"user_llm", "user_token", "creative_llm", "to_creative"}, {"to_profile", "match", "align"}),
+    ("match", {"user_llm", "user_token", "match"}, {"creative_llm", "to_creative", "align", "to_profile"}),
+    ("align", {"user_llm", "user_token", "align"}, {"creative_llm", "to_creative", "match", "to_profile"}),
+    ("recon", {"user_llm", "user_token", "creative_llm", "to_profile"}, {"to_creative", "match", "align"}),
+])
+def test_each_loss_trains_exactly_its_parameters(tiny_creative_data, loss, expected, absent):
+    model, train, _, _ = build(tiny_creative_data, **_only(loss))
+    losses = model.calculate_loss(_batch_with_creative(train, model.device))
+    assert len(losses) == 1 and torch.isfinite(losses[0])
+    losses[0].backward()
+    touched = {g for g, prefix in GROUPS.items() for n, p in model.named_parameters()
+               if n.startswith(prefix) and p.grad is not None and p.grad.abs().sum() > 0}
+    assert expected <= touched, (loss, touched)
+    assert not (absent & touched), (loss, touched)
+
+
+def test_switching_losses_off_removes_them(tiny_creative_data):
+    model, train, _, _ = build(tiny_creative_data, match_loss_weight=0.0, recon_loss_weight=0.0)
+    assert len(model.calculate_loss(_batch_with_creative(train, model.device))) == 3
+
+
+def test_ablation_without_user_embedding(tiny_creative_data):
+    model, train, _, _ = build(tiny_creative_data, use_user_embedding=False, **_only("creative"))
+    model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
+    assert model.user_to_creative.weight.grad is None  # U never reaches the creative LLM
+    assert model.user_token.grad is None
+
+
+def test_soft_token_lands_where_the_template_says(tiny_creative_data):
+    model, train, _, _ = build(tiny_creative_data)
+    seen = {}
+    decoder = model.creative._base()[0]
+    handle = decoder.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    user_vec = torch.randn(2, model.user_encoder.hidden_size, device=model.device)
+    before, after = model._prompt_parts(model.template, [1, 2])
+    model.creative.loss(before, model.user_to_creative(user_vec), after, model.creative.target_ids(["a b", "c"]))
+    handle.remove()
+    projected = model.user_to_creative(user_vec)
+    for row in range(2):
+        assert torch.allclose(seen["inputs_embeds"][row, len(before[row])], projected[row].to(seen["inputs_embeds"].dtype))
+    prefix = model.template.text.split("{user}")[0]
+    assert model.creative.tokenizer.decode(before[0]) == model.creative.tokenizer.decode(
+        model.creative.token_ids([prefix])[0])
+
+
+def test_generation_from_embeddings_matches_generation_from_tokens(tiny_creative_data):
+    model, _, _, _ = build(tiny_creative_data)
+    creative = model.creative
+    ids = creative.token_ids(["hello there story", "a"])
+    texts, _ = creative.generate(ids, None, [[], []], max_new_tokens=5)
+    for row, prompt in enumerate(ids):
+        out = creative.llm.generate(input_ids=torch.tensor([prompt], device=model.device), max_new_tokens=5,
+                                    do_sample=False, pad_token_id=creative.tokenizer.pad_token_id,
+                                    eos_token_id=creative.eos_id)
+        expected = clean_generation(creative.tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True))
+        assert texts[row] == expected
+
+
+def test_generation_is_deterministic_and_respects_context(tiny_creative_data):
+    model, _, _, test = build(tiny_creative_data)
+    feat = test.dataset.inter_feat
+    args = (feat["item_id_list"][:4].to(model.device), feat["item_length"][:4].to(model.device),
+            feat["item_id"][:4].to(model.device))
+    assert model.generate_titles(*args) == model.generate_titles(*args)
+    model.creative.max_context = 12  # prompt + new tokens past the context: clear error
+    with pytest.raises(ValueError, match=r"is 2[0-9] tokens, more than the creative LLM's context \(12\)"):
+        model.generate_titles(*args)
+
+
+def test_template_needs_the_user_slot():
+    with pytest.raises(TemplateError, match=r"must contain the user slot \{user\} exactly once"):
+        PromptTemplate("Ad: {title}\nTitle:", "creative_prompt")
+    assert PromptTemplate("U {user} A {title}", "p").split(title="T") == ("U ", " A T")
+
+
+def test_creative_rows_follow_recbole_split(tiny_creative_data):
+    _, train, valid, test = build(tiny_creative_data)
+    creative = train.dataset.creative
+    splits = {name: {int(i) for i in d.dataset.inter_feat[CREATIVE_INDEX] if i >= 0}
+              for name, d in (("train", train), ("valid", valid), ("test", test))}
+    assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["valid"])
+    test_feat = test.dataset.inter_feat
+    for row in range(len(test_feat)):
+        index = int(test_feat[CREATIVE_INDEX][row])
+        if index >= 0:  # a test row's creative target is that row's own (user, ad)
+            assert creative.users[index] == int(test_feat["user_id"][row])
+            assert creative.items[index] == int(test_feat["item_id"][row])
+    assert len(splits["test"]) == len(test_feat)  # every user's last click has a title
+
+
+def test_creative_reader_reports_and_drops_bad_rows(tiny_creative_data, caplog):
+    _, train, _, _ = build(tiny_creative_data)
+    dataset = train.dataset
+    path = tiny_creative_data / "bad.creative"
+    path.write_text("user_id:token\titem_id:token\ttitle:token_seq\n"
+                    "u1\t101\tfine title\nghost\t101\tx\nu1\t999\ty\nu2\t102\t \n")
+    table = read_creative_file(str(path), dataset)
+    assert len(table) == 1 and table.dropped == {"unknown_user_or_item": 2, "empty_title": 1}
+    assert "ghost/101" in caplog.text
+    path.write_text("user_id:token\titem_id:token\ttitle:token_seq\nu1\t101\n")
+    with pytest.raises(CreativeFileError, match=r"bad.creative:2: 2 fields, header has 3"):
+        read_creative_file(str(path), dataset)
+    path.write_text("user_id:token\titem_id:token\n")
+    with pytest.raises(CreativeFileError, match="lacks the column 'title'"):
+        read_creative_file(str(path), dataset)
+
+
+def test_missing_creative_file_says_where_and_how(tiny_data):
+    with pytest.raises(FileNotFoundError, match=r"tiny\.creative does not exist.*ads-synth"):
+        build(tiny_data)
+
+
+def test_tokenizer_without_pad_token_is_handled(tmp_path):
+    from transformers import AutoTokenizer
+
+    from recbole_hllm.llm.backbone import BackboneSpec, load_tokenizer
+    from recbole_hllm.llm.embedded import embedded_model_dir
+
+    source = embedded_model_dir("minilm")
+    tok = AutoTokenizer.from_pretrained(source)
+    tok.pad_token = None
+    tok.save_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "config.json").write_text((source / "config.json").read_text())
+    loaded = load_tokenizer(BackboneSpec(role="creative", source=str(tmp_path / "tok")))
+    assert loaded.pad_token is not None
+
+
+def test_checkpoint_round_trip_and_generate_cli(tiny_creative_data, tmp_path):
+    result = run_recbole(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(tiny_creative_data))
+    assert {"rouge-l", "original_rouge-l", "ndcg@10"} <= set(result["test_result"])
+    checkpoint = next((tiny_creative_data / "saved").glob("HLLMCreator-*.pth"))
+    titles = [json.loads(line) for line in open(str(checkpoint).replace(".pth", "-titles.jsonl"))]
+    assert len(titles) == 24 and {"user", "item", "original", "reference", "generated"} <= set(titles[0])
+    config, model, _, _, _, test = load_data_and_model(str(checkpoint))
+    feat = test.dataset.inter_feat
+    args = (feat["item_id_list"][:3].to(model.device), feat["item_length"][:3].to(model.device),
+            feat["item_id"][:3].to(model.device))
+    by_user = {t["user"]: t["generated"] for t in titles}
+    generated, _ = model.eval().generate_titles(*args)
+    users = test.dataset.id2token("user_id", feat["user_id"][:3].numpy())
+    assert generated == [by_user[str(u)] for u in users]  # the reloaded model writes the same titles
+    out = subprocess.run([sys.executable, "-m", "recbole_hllm.inference.generate", "--checkpoint", str(checkpoint),
+                          "--users", ",".join(map(str, users)), "--out", str(tmp_path / "g.jsonl")],
+                         capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path), timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in open(tmp_path / "g.jsonl")]
+    assert [r["generated"] for r in rows] == [by_user[str(u)] for u in users]
+    bad = subprocess.run([sys.executable, "-m", "recbole_hllm.inference.generate", "--checkpoint", str(checkpoint),
+                          "--users", "nobody"], capture_output=True, text=True, cwd=tmp_path,
+                         env=subprocess_env(tmp_path), timeout=240)
+    assert bad.returncode == 2 and "unknown user_id values: nobody" in bad.stderr
+
+
+def test_console_script_trains_hllm_creator(tiny_creative_data, tmp_path):
+    cfg = tmp_path / "creator.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_creator_config(tiny_creative_data, state="INFO")))
+    script = str(sys.executable).rsplit("/", 1)[0] + "/run_recbole"
+    out = subprocess.run([script, "--model=HLLMCreator", "--dataset=tiny", f"--config_files={cfg}"],
+                         capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "rouge-l" in log and "generated 24 titles" in log
+
+
+def test_creative_learning_rate_applies_to_creative_weights_only(tiny_creative_data):
+    from recbole_hllm.trainer import HLLMCreatorTrainer
+
+    config = Config(model="HLLMCreator", dataset="tiny",
+                    config_dict=tiny_creator_config(tiny_creative_data, creative_learning_rate=0.01, learning_rate=0.001))
+    init_seed(config["seed"], True)
+    train, _, _ = data_preparation(config, create_dataset(config))
+    model = HLLMCreator(config, train._dataset)
+    optimizer = HLLMCreatorTrainer(config, model).optimizer
+    lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert all(lrs[id(p)] == 0.01 for n, p in model.named_parameters() if p.requires_grad and n.startswith("creative."))
+    assert all(lrs[id(p)] == 0.001 for n, p in model.named_parameters() if p.requires_grad and not n.startswith("creative."))
