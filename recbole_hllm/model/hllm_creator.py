@@ -24,7 +24,7 @@ from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
 from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
-from recbole_hllm.model.losses import LogitScale
+from recbole_hllm.model.losses import LogitScale, sampled_infonce
 
 LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 
@@ -140,8 +140,6 @@ class HLLMCreator(HLLM):
         targets = next_item_targets(item_seq, seq_len, pos_items)
         supervised = targets > 0
         negative_ids = torch.randint(1, self.n_items, (self.num_negatives,), device=item_seq.device)
-        from recbole_hllm.model.losses import sampled_infonce
-
         return sampled_infonce(states[supervised], self.item_vectors(targets[supervised]), targets[supervised],
                                self.item_vectors(negative_ids), negative_ids, self.logit_scale(),
                                self.negative_mask_threshold)
@@ -163,8 +161,9 @@ class HLLMCreator(HLLM):
         return self.creative.loss(before, self._soft_tokens(user_vec), after, targets)
 
     def _recon_loss(self, rows, user_vec):
-        before, after = self.creative.token_ids([self.profile_template.split()[0]] * len(rows)), \
-            self.creative.token_ids([self.profile_template.split()[1]] * len(rows))
+        before_text, after_text = self.profile_template.split()
+        before = self.creative.token_ids([before_text] * len(rows))
+        after = self.creative.token_ids([after_text] * len(rows))
         targets = self.creative.target_ids([self.creative_profiles[r] for r in rows])
         return self.creative.loss(before, self.user_to_profile(user_vec), after, targets)
 
