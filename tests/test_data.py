@@ -1,7 +1,7 @@
 """Item text alignment, sequence-level training rows and dataset errors."""
 import pytest
 from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
+from recbole.data import create_dataset
 
 from recbole_hllm.config import ConfigValueError
 from recbole_hllm.data.dataset import HLLMDataset

@@ -4,9 +4,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 import yaml
-from recbole.quick_start import load_data_and_model, run_recbole
+from recbole.quick_start import run_recbole
 
 from conftest import subprocess_env, tiny_config
 

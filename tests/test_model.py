@@ -1,5 +1,4 @@
 """HLLM components on tiny random models."""
-import os
 
 import pytest
 import torch

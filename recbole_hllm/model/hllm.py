@@ -88,13 +88,22 @@ class HLLM(SequentialRecommender):
             table = self.item_table()  # [n_items, H]
             states = self.sequence_states(item_seq, table[item_seq])
             return full_softmax(states[supervised], table, targets[supervised], self.logit_scale())
-        negative_ids = torch.randint(1, self.n_items, (self.num_negatives,), device=item_seq.device)
+        negative_ids = self.sample_negatives(item_seq.device)
         needed = torch.cat([item_seq.flatten(), targets.flatten(), negative_ids])
         unique_ids, inverse = torch.unique(needed, return_inverse=True)
         vectors = self.item_vectors(unique_ids)[inverse]  # embeds each unique item once
         seq_vecs, target_vecs, negative_vecs = vectors.split([item_seq.numel(), targets.numel(), len(negative_ids)])
         states = self.sequence_states(item_seq, seq_vecs.view(*item_seq.shape, -1))
-        target_vecs = target_vecs.view(*targets.shape, -1)
+        return self.next_item_infonce(states, targets, target_vecs.view(*targets.shape, -1),
+                                      negative_ids, negative_vecs)
+
+    def sample_negatives(self, device) -> torch.Tensor:
+        """``[num_negatives]`` item ids, uniform over real items (0 is padding)."""
+        return torch.randint(1, self.n_items, (self.num_negatives,), device=device)
+
+    def next_item_infonce(self, states, targets, target_vecs, negative_ids, negative_vecs) -> torch.Tensor:
+        """HLLM's InfoNCE over the supervised positions (``targets > 0``) of ``states`` [B, L, H]."""
+        supervised = targets > 0
         return sampled_infonce(states[supervised], target_vecs[supervised], targets[supervised],
                                negative_vecs, negative_ids, self.logit_scale(), self.negative_mask_threshold)
 

@@ -24,7 +24,7 @@ from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
 from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
-from recbole_hllm.model.losses import LogitScale, sampled_infonce
+from recbole_hllm.model.losses import LogitScale
 
 LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 
@@ -138,11 +138,9 @@ class HLLMCreator(HLLM):
 
     def _rec_loss(self, item_seq, seq_len, pos_items, states):
         targets = next_item_targets(item_seq, seq_len, pos_items)
-        supervised = targets > 0
-        negative_ids = torch.randint(1, self.n_items, (self.num_negatives,), device=item_seq.device)
-        return sampled_infonce(states[supervised], self.item_vectors(targets[supervised]), targets[supervised],
-                               self.item_vectors(negative_ids), negative_ids, self.logit_scale(),
-                               self.negative_mask_threshold)
+        negative_ids = self.sample_negatives(item_seq.device)
+        return self.next_item_infonce(states, targets, self.item_vectors(targets), negative_ids,
+                                      self.item_vectors(negative_ids))
 
     def _prompt_parts(self, template: PromptTemplate, items: list[int]):
         before, after = [], []
