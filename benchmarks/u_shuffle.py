@@ -27,7 +27,12 @@ def main() -> None:
     sys.argv = sys.argv[:1]
 
     from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
-    from recbole_hllm.evaluation.generation import GroundTruth, TitleRecord, attach_truth, score_titles
+    from recbole_hllm.evaluation.generation import (
+        GroundTruth,
+        TitleRecord,
+        attach_truth,
+        score_titles,
+    )
     from recbole_hllm.inference.generate import load_creator
 
     config, model, test = load_creator(args.checkpoint)

@@ -32,6 +32,8 @@ CREATOR_RULES = {
     "creative_title_field": Rule("an item field name", _is_str),
     "creative_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
                                    optional=True),
+    "projector_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
+                                    optional=True),
     **{f"{name}_loss_weight": _weight for name in ("rec", "creative", "match", "align", "recon")},
 }
 CREATOR_RULES = {**RULES, **CREATOR_RULES}

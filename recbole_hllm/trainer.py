@@ -30,16 +30,26 @@ class HLLMCreatorTrainer(Trainer):
         self._fitting = False
         self.last_titles_file = None
 
+    # parameter-name prefix -> config key of that group's learning rate (null: learning_rate)
+    LR_GROUPS = {"creative.": "creative_learning_rate",
+                 "user_to_creative.": "projector_learning_rate", "user_to_profile.": "projector_learning_rate"}
+
     def _build_optimizer(self, **kwargs):
         """Give the creative LLM's trainable weights (e.g. LoRA adapters) their own
-        ``creative_learning_rate``; everything else keeps ``learning_rate``."""
-        creative_lr = self.config["creative_learning_rate"]
-        if creative_lr is None or "params" in kwargs:
+        ``creative_learning_rate`` and the soft-token projectors ``projector_learning_rate``;
+        everything else keeps ``learning_rate``. Why: a LoRA adapter and a freshly
+        initialised projector need far larger steps than the pretrained user LLM does."""
+        lrs = {key: self.config[key] for key in set(self.LR_GROUPS.values())}
+        if "params" in kwargs or all(lr is None for lr in lrs.values()):
             return super()._build_optimizer(**kwargs)
-        creative = [p for n, p in self.model.named_parameters() if p.requires_grad and n.startswith("creative.")]
-        others = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.startswith("creative.")]
-        groups = [{"params": others}, {"params": creative, "lr": creative_lr}]
-        return super()._build_optimizer(params=[g for g in groups if g["params"]], **kwargs)
+        groups = {}
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                key = next((k for prefix, k in self.LR_GROUPS.items() if name.startswith(prefix)), None)
+                lr = lrs.get(key) if key else None
+                groups.setdefault(lr, []).append(param)
+        params = [{"params": ps, **({"lr": lr} if lr is not None else {})} for lr, ps in groups.items()]
+        return super()._build_optimizer(params=params, **kwargs)
 
     def _generate_train_loss_output(self, epoch_idx, s_time, e_time, losses):
         """RecBole logs a loss tuple as train_loss1..N; name each part instead."""

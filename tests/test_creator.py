@@ -72,7 +72,7 @@ def test_switching_losses_off_removes_them(tiny_creative_data):
 def test_ablation_without_user_embedding(tiny_creative_data):
     model, train, _, _ = build(tiny_creative_data, use_user_embedding=False, **_only("creative"))
     model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
-    assert model.user_to_creative.weight.grad is None  # U never reaches the creative LLM
+    assert model.user_to_creative.linear.weight.grad is None  # U never reaches the creative LLM
     assert model.user_token.grad is None
 
 
@@ -212,15 +212,30 @@ def test_console_script_trains_hllm_creator(tiny_creative_data, tmp_path):
     assert "rouge-l" in log and "generated 24 titles" in log
 
 
-def test_creative_learning_rate_applies_to_creative_weights_only(tiny_creative_data):
+def test_learning_rate_groups(tiny_creative_data):
     from recbole_hllm.trainer import HLLMCreatorTrainer
 
     config = Config(model="HLLMCreator", dataset="tiny",
-                    config_dict=tiny_creator_config(tiny_creative_data, creative_learning_rate=0.01, learning_rate=0.001))
+                    config_dict=tiny_creator_config(tiny_creative_data, creative_learning_rate=0.01, learning_rate=0.001,
+                                                    projector_learning_rate=0.05))
     init_seed(config["seed"], True)
     train, _, _ = data_preparation(config, create_dataset(config))
     model = HLLMCreator(config, train._dataset)
     optimizer = HLLMCreatorTrainer(config, model).optimizer
     lrs = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
-    assert all(lrs[id(p)] == 0.01 for n, p in model.named_parameters() if p.requires_grad and n.startswith("creative."))
-    assert all(lrs[id(p)] == 0.001 for n, p in model.named_parameters() if p.requires_grad and not n.startswith("creative."))
+    expected = {"creative.": 0.01, "user_to_creative.": 0.05, "user_to_profile.": 0.05, "": 0.001}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            prefix = next(p for p in expected if name.startswith(p))
+            assert lrs[id(param)] == expected[prefix], name
+
+
+def test_soft_token_projector_starts_at_token_norm_whatever_the_scale_of_u():
+    from recbole_hllm.model.heads import SoftTokenProjector
+
+    torch.manual_seed(0)
+    projector = SoftTokenProjector(user_size=64, creative_size=96, token_norm=3.0)
+    user_vecs = torch.randn(256, 64)
+    norms = projector(user_vecs).norm(dim=-1)
+    assert 2.5 < norms.mean() < 3.5
+    assert torch.allclose(projector(user_vecs * 40), projector(user_vecs), atol=1e-5)  # scale-free in U

@@ -1,20 +1,34 @@
 """``hllm-generate``: personalised titles from a trained HLLMCreator checkpoint.
 
-    hllm-generate --checkpoint saved/HLLMCreator-....pth [--users u1,u2] [--items a1,a2] [--out titles.jsonl]
+    hllm-generate --checkpoint saved/HLLMCreator-....pth [--users u1,u2] [--items a1,a2]
+                  [--clusters 32 [--top-m 5] [--threshold 0.0]] [--out titles.jsonl]
 
 For each user, the history is the user's whole sequence in the dataset (RecBole's
 test row: its history plus its target, last ``MAX_ITEM_LIST_LENGTH`` items). Without
-``--items`` each user gets a title for their own held-out ad; with ``--items`` every
-listed ad is written for every listed user. Rows are written as they are generated
-(JSONL), so a long run keeps what it produced.
+``--items`` each user gets a title for their own held-out ad (the history then stops
+before it); with ``--items`` every listed ad is written for every listed user.
+
+``--clusters K`` clusters the users' embeddings and generates once per (cluster, ad)
+from the centroid; ``--top-m`` / ``--threshold`` prune (cluster, ad) pairs by the
+matching head (pruned pairs keep the original title and are flagged). ``--clusters 0``
+(the default) or ``--per-user`` generates per user. Generations are appended to
+``<out>.parts.jsonl`` as they are made, so an interrupted run resumes; the output
+table is written atomically at the end, with a cluster summary (``<out>.clusters.json``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-import torch
+from recbole_hllm.inference.clustered import (
+    InferenceResult,
+    InferenceSettings,
+    personalise,
+)
+from recbole_hllm.inference.clustering import ClusteringError
+from recbole_hllm.inference.pruning import PruneRule
 
 
 class GenerateError(ValueError):
@@ -22,12 +36,12 @@ class GenerateError(ValueError):
 
 
 def load_creator(checkpoint: str):
-    import recbole_hllm  # noqa: F401
     from recbole.quick_start import load_data_and_model
 
+    import recbole_hllm  # noqa: F401
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
-    config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
     if not isinstance(model, HLLMCreator):
         raise GenerateError(f"{checkpoint} holds a {type(model).__name__} model; hllm-generate needs an "
                             "HLLMCreator checkpoint (run_recbole --model=HLLMCreator)")
@@ -54,40 +68,65 @@ def _ids(dataset, field: str, raw: list[str]) -> list[int]:
     return [mapping[r] for r in raw]
 
 
-def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, out, batch_size: int | None = None):
+def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, out_path: str,
+             settings: InferenceSettings | None = None) -> InferenceResult:
+    """Write the title table for the given raw user / item ids (all test users' own ads by default)."""
+    settings = settings or InferenceSettings(clusters=0)
     config, model, dataset = load_creator(checkpoint)
     histories = user_histories(dataset, config["MAX_ITEM_LIST_LENGTH"])
     user_ids = _ids(dataset, dataset.uid_field, users) if users else sorted(histories)
     missing = [dataset.id2token(dataset.uid_field, u) for u in user_ids if u not in histories]
     if missing:
         raise GenerateError(f"users without a history in the test split: {', '.join(map(str, missing[:10]))}")
+    if items is not None and not items:
+        raise GenerateError("--items is empty: give at least one ad id")
     item_ids = _ids(dataset, dataset.iid_field, items) if items else None
-    if items is not None and not item_ids:
-        raise GenerateError("--items is empty")
-    pairs = [(u, i) for u in user_ids for i in (item_ids or [histories[u][-1]])]
-    width = config["MAX_ITEM_LIST_LENGTH"]
+    if item_ids is None:  # each user's own held-out ad; its history stops before it
+        pairs = [(u, histories[u][-1]) for u in user_ids]
+        histories = {u: histories[u][:-1] for u in user_ids}
+    else:
+        pairs = [(u, i) for u in user_ids for i in item_ids]
+    to_stdout = out_path == "-"
+    parts = None if to_stdout else f"{out_path}.parts.jsonl"
+    fingerprint = settings.fingerprint(checkpoint, user_ids, sorted({i for _, i in pairs}), model.generation)
+    result = personalise(model, histories, pairs, settings, config["MAX_ITEM_LIST_LENGTH"], parts, fingerprint)
+    _write_table(result, dataset, model, out_path)
+    if not to_stdout:
+        if result.summary:
+            _write_json(f"{out_path}.clusters.json", _raw_summary(result.summary, dataset))
+        os.remove(parts) if os.path.exists(parts) else None
+    return result
+
+
+def _write_table(result: InferenceResult, dataset, model, out_path: str) -> None:
     originals = model.original_titles or []
-    batch_size = batch_size or config["generation_batch_size"]
-    written = 0
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        seq = torch.zeros(len(chunk), width, dtype=torch.long)
-        seq_len = torch.zeros(len(chunk), dtype=torch.long)
-        for row, (user, item) in enumerate(chunk):
-            # for a user's own held-out ad, the history stops before it
-            history = histories[user] if item_ids is not None else histories[user][:-1]
-            seq[row, : len(history)] = torch.tensor(history)
-            seq_len[row] = len(history)
-        titles, _ = model.generate_titles(seq.to(model.device), seq_len.to(model.device),
-                                          torch.tensor([i for _, i in chunk], device=model.device))
-        for (user, item), title in zip(chunk, titles):
-            out.write(json.dumps({"user": str(dataset.id2token(dataset.uid_field, user)),
-                                  "item": str(dataset.id2token(dataset.iid_field, item)),
-                                  "original": originals[item] if originals else "",
-                                  "generated": title}, ensure_ascii=False) + "\n")
-            written += 1
-        out.flush()
-    return written
+    lines = []
+    for row in result.rows:
+        lines.append(json.dumps({
+            "user": str(dataset.id2token(dataset.uid_field, row["user"])),
+            "item": str(dataset.id2token(dataset.iid_field, row["item"])),
+            "cluster": row["cluster"], "score": row["score"], "pruned": row["pruned"],
+            "original": originals[row["item"]] if originals else "", "generated": row["title"],
+        }, ensure_ascii=False))
+    if out_path == "-":
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    tmp = f"{out_path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, out_path)
+
+
+def _raw_summary(summary: list[dict], dataset) -> list[dict]:
+    return [{**c, "top_items": [str(dataset.id2token(dataset.iid_field, i)) for i in c["top_items"]]}
+            for c in summary]
+
+
+def _write_json(path: str, value) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,20 +134,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="an HLLMCreator checkpoint (.pth) saved by RecBole")
     parser.add_argument("--users", default=None, help="comma-separated raw user ids (default: all test users)")
     parser.add_argument("--items", default=None, help="comma-separated raw item ids (default: each user's held-out ad)")
-    parser.add_argument("--out", default="-", help="output JSONL file (default: stdout)")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--out", default="-", help="output JSONL table (default: stdout)")
+    parser.add_argument("--batch-size", type=int, default=None, help="generation batch (default: generation_batch_size)")
+    parser.add_argument("--clusters", type=int, default=0, help="K user clusters (0: per-user generation)")
+    parser.add_argument("--per-user", action="store_true", help="one generation per user (same as --clusters 0)")
+    parser.add_argument("--metric", choices=["cosine", "dot"], default="cosine", help="clustering geometry")
+    parser.add_argument("--backend", choices=["kmeans", "minibatch", "faiss"], default="kmeans")
+    parser.add_argument("--seed", type=int, default=0, help="clustering seed")
+    parser.add_argument("--top-m", type=int, default=None, help="prune: generate only the M best-matching ads per cluster")
+    parser.add_argument("--threshold", type=float, default=None, help="prune: generate only pairs with matching logit >= this")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    split = lambda s: [x for x in s.split(",") if x] if s is not None else None  # noqa: E731
+    split = lambda s: [x for x in s.split(",") if x] if s is not None else None
     try:
-        if args.out == "-":
-            n = generate(args.checkpoint, split(args.users), split(args.items), sys.stdout, args.batch_size)
-        else:
-            with open(args.out, "w", encoding="utf-8") as out:
-                n = generate(args.checkpoint, split(args.users), split(args.items), out, args.batch_size)
-    except (GenerateError, FileNotFoundError) as exc:
+        settings = InferenceSettings(
+            clusters=0 if args.per_user else args.clusters, metric=args.metric, backend=args.backend, seed=args.seed,
+            prune=PruneRule(args.top_m, args.threshold), batch_size=args.batch_size or 32,
+            show_progress=not args.no_progress)
+        if args.clusters < 0:
+            raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
+        result = generate(args.checkpoint, split(args.users), split(args.items), args.out, settings)
+    except (GenerateError, ClusteringError, FileNotFoundError, ValueError) as exc:
         print(f"hllm-generate: {exc}", file=sys.stderr)
         return 2
-    print(f"hllm-generate: wrote {n} titles", file=sys.stderr)
+    pruned = sum(r["pruned"] for r in result.rows)
+    print(f"hllm-generate: wrote {len(result.rows)} titles ({result.generations} generations, "
+          f"{result.new_tokens} new tokens, {pruned} pairs pruned) in {result.seconds:.1f}s", file=sys.stderr)
     return 0
 
 

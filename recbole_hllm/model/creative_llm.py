@@ -66,6 +66,11 @@ class CreativeLLM(nn.Module):
             raise ValueError(f"creative_llm {self.spec.source!r}: its tokenizer has neither an EOS nor a SEP token")
 
     # -- helpers --------------------------------------------------------------------
+    def mean_token_norm(self) -> float:
+        """Mean L2 norm of the word embeddings: the scale a soft token should start at."""
+        with torch.no_grad():
+            return float(self.llm.get_input_embeddings().weight.float().norm(dim=-1).mean())
+
     def _base(self):
         """(decoder body, lm head) of the wrapped model, through peft if present."""
         model = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm

@@ -6,6 +6,26 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class SoftTokenProjector(nn.Module):
+    """Maps U ``[..., H_user]`` to one soft token ``[..., H_creative]`` of the creative LLM.
+
+    The paper's projector is one linear map without bias; so is this one, applied to U
+    scaled to unit RMS. Why the scaling and the init: U is a final-norm hidden state
+    whose scale has nothing to do with the creative LLM's token embeddings, and a soft
+    token far larger or smaller than a word embedding is either ignored or swamps the
+    prompt. With unit-RMS input and weights drawn at ``token_norm / sqrt(H_user * H_creative)``
+    the soft token starts at the typical norm of the creative LLM's word embeddings.
+    """
+
+    def __init__(self, user_size: int, creative_size: int, token_norm: float):
+        super().__init__()
+        self.linear = nn.Linear(user_size, creative_size, bias=False)
+        nn.init.normal_(self.linear.weight, std=token_norm / (user_size * creative_size) ** 0.5)
+
+    def forward(self, user_vecs: torch.Tensor) -> torch.Tensor:
+        return self.linear(F.rms_norm(user_vecs, user_vecs.shape[-1:]))
+
+
 class MatchingHead(nn.Module):
     """User-ad matching ("Item-User Predictor"): scores (U, ad embedding) pairs.
 

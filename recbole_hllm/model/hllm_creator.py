@@ -6,7 +6,7 @@ arXiv 2508.18118.
 HLLM's item and user LLMs (inherited, not copied) yield the user embedding U: the
 user LLM reads the history's item embeddings, optional user-prompt tokens and one
 learnable [USER] embedding; U is the last hidden state at [USER]. A linear projector
-(no bias) maps U to the creative LLM's width, where it is one soft token in the
+(no bias, on U scaled to unit RMS) maps U to the creative LLM's width, where it is one soft token in the
 prompt; the creative LLM is trained to write the personalised title
 (-1/L sum log p(r_i | U, ad text, r_<i)). Auxiliary losses keep U meaningful:
 next-item recommendation (HLLM's loss), user-ad matching, alignment with the text
@@ -22,7 +22,7 @@ from recbole_hllm.config_creator import CREATOR_RULES
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
-from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
+from recbole_hllm.model.heads import MatchingHead, SoftTokenProjector, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
 from recbole_hllm.model.losses import LogitScale
 
@@ -48,8 +48,9 @@ class HLLMCreator(HLLM):
         self.creative = CreativeLLM(config, self.device)
         self.template = PromptTemplate(config["creative_prompt"], "creative_prompt")
         self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
-        self.user_to_creative = nn.Linear(h_user, self.creative.hidden_size, bias=False)
-        self.user_to_profile = nn.Linear(h_user, self.creative.hidden_size, bias=False)
+        token_norm = self.creative.mean_token_norm()
+        self.user_to_creative = SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
+        self.user_to_profile = SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
         self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_proj = nn.Linear(h_user, self.item_encoder.hidden_size, bias=False)
         self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
@@ -175,17 +176,27 @@ class HLLMCreator(HLLM):
     # -- generation -----------------------------------------------------------------
     @torch.no_grad()
     def generate_titles(self, item_seq, seq_len, item_ids, **overrides) -> tuple[list[str], int]:
-        """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``."""
+        """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``.
+
+        Rows are batched by prompt length (less padding to compute) and returned in
+        the input order."""
         settings = {**self.generation, **overrides}
         batch_size = settings.pop("batch_size")
-        titles, new_tokens = [], 0
-        for start in range(0, len(item_ids), batch_size):
-            part = slice(start, start + batch_size)
+        order = self.prompt_length_order(item_ids.tolist())
+        titles, new_tokens = [None] * len(order), 0
+        for start in range(0, len(order), batch_size):
+            part = torch.tensor(order[start : start + batch_size], device=item_seq.device)
             user_vec = self.user_embedding(item_seq[part], seq_len[part])
             texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), **settings)
-            titles += texts
+            for row, text in zip(part.tolist(), texts):
+                titles[row] = text
             new_tokens += n
         return titles, new_tokens
+
+    def prompt_length_order(self, items: list[int]) -> list[int]:
+        """Row indices sorted by the length of their ad's prompt text (stable)."""
+        lengths = [sum(len(texts[item]) for texts in self.ad_texts.values()) for item in items]
+        return sorted(range(len(items)), key=lengths.__getitem__)
 
     @torch.no_grad()
     def generate_from_user_vectors(self, user_vec, items: list[int], **settings) -> tuple[list[str], int]:
