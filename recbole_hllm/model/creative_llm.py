@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_hllm.llm.backbone import BackboneSpec, hidden_size, load_backbone, resolve_dtype
+from recbole_hllm.llm.backbone import (
+    BackboneSpec,
+    hidden_size,
+    load_backbone,
+    resolve_dtype,
+)
 
 USER_SLOT = "user"
 
@@ -55,6 +60,7 @@ class CreativeLLM(nn.Module):
         self.spec = BackboneSpec.from_config(config, "creative")
         self.dtype = resolve_dtype(self.spec.dtype, device)
         self.llm, self.tokenizer = load_backbone(self.spec, device, causal_lm=True)
+        enable_activation_checkpointing(self.llm, config["creative_llm_activation_checkpointing"] or 0)
         self.hidden_size = hidden_size(self.llm)
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
@@ -121,7 +127,7 @@ class CreativeLLM(nn.Module):
         """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token)."""
         embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
         decoder, lm_head = self._base()
-        hidden = decoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # [B, T, H]
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, H]
         predicts = labels[:, 1:] != -100  # position t predicts token t+1
         logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
         return F.cross_entropy(logits, labels[:, 1:][predicts])
@@ -149,8 +155,23 @@ class CreativeLLM(nn.Module):
         return [clean_generation(t) for t in texts], new_tokens
 
 
+def enable_activation_checkpointing(model, every_n_layers: int) -> None:
+    """Recompute the activations of every n-th layer in the backward pass instead of
+    keeping them (0: off). Why: a full-depth creative LLM otherwise holds GBs of
+    activations per training step; the price is about one more forward of those layers."""
+    if not every_n_layers:
+        return
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs, every_n_layers=every_n_layers)
+    elif every_n_layers == 1:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    else:
+        raise ValueError("creative_llm_activation_checkpointing > 1 needs transformers >= 5; use 1 or 0")
+
+
 def clean_generation(text: str) -> str:
     """First line of the generation, without a repeated prompt label or quotes."""
     line = text.strip().split("\n", 1)[0].strip()
-    line = re.sub(r"^(new title|title)\s*:\s*", "", line, flags=re.I)
+    line = re.sub(r"^(new title|title)\s*:\s*", "", line, flags=re.IGNORECASE)
     return line.strip().strip('"').strip()
