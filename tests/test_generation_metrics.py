@@ -44,3 +44,11 @@ def test_metrics_without_ground_truth_and_edge_cases():
     assert score_titles([], ["rouge-l"], None) == {}
     with pytest.raises(ValueError, match="unknown generation metrics"):
         score_titles(records, ["bleu-9"], None)
+
+
+def test_titles_per_ad_counts_distinct_titles_of_shared_ads():
+    records = [TitleRecord("u1", "a1", generated="Tea: 0 sugar"), TitleRecord("u2", "a1", generated="tea: 0 sugar "),
+               TitleRecord("u3", "a1", generated="Tea, half price"), TitleRecord("u1", "a2", generated="Lamp"),
+               TitleRecord("u2", "a2", generated="Lamp"), TitleRecord("u1", "a3", generated="only one user")]
+    assert score_titles(records, ["titles_per_ad"], None) == {"titles_per_ad": 1.5}  # a1: 2, a2: 1; a3 left out
+    assert score_titles(records[-1:], ["titles_per_ad"], None) == {}

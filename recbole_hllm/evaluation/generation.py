@@ -4,6 +4,7 @@
 * ``interest_hit``: share of titles that carry the selling point of the ground-truth
   facet (a keyword of that facet appears), on datasets with ground truth.
 * ``off_facet``: share of titles that claim a facet the ad does not have.
+* ``titles_per_ad``: distinct generated titles per ad, over ads written for 2+ users.
 
 Ground truth comes from optional files next to the dataset (the synthetic dataset
 ships them): ``<name>.truth`` (user, item, facet), ``<name>.sellingpoint`` (item,
@@ -92,10 +93,25 @@ def _off_facet(records, truth) -> float | None:
     return sum(bool(truth.facets_in(r.generated) - r.ad_facets) for r in judged) / len(judged)
 
 
+def _titles_per_ad(records, truth) -> float | None:
+    """Mean number of distinct generated titles per ad, over ads generated for 2+ users.
+
+    Why: a model that ignores U writes one title per ad whatever the user; this is the
+    quickest check that personalisation varies the output (compare the references')."""
+    by_ad: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    for r in records:
+        by_ad.setdefault(r.item, set()).add(r.generated.strip().lower())
+        counts[r.item] = counts.get(r.item, 0) + 1
+    shared = [ad for ad, n in counts.items() if n > 1]
+    return sum(len(by_ad[ad]) for ad in shared) / len(shared) if shared else None
+
+
 GENERATION_METRICS: dict[str, Callable] = {
     "rouge-l": _rouge_l,
     "interest_hit": _interest_hit,
     "off_facet": _off_facet,
+    "titles_per_ad": _titles_per_ad,
 }
 
 

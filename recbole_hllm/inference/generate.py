@@ -143,8 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="clustering seed")
     parser.add_argument("--top-m", type=int, default=None, help="prune: generate only the M best-matching ads per cluster")
     parser.add_argument("--threshold", type=float, default=None, help="prune: generate only pairs with matching logit >= this")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     split = lambda s: [x for x in s.split(",") if x] if s is not None else None
     try:
         settings = InferenceSettings(
