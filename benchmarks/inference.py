@@ -56,14 +56,14 @@ def score_rows(rows, pairs, references, dataset, truth, original_titles):
     return score_titles(records, ["rouge-l", "interest_hit", "off_facet"], truth)
 
 
-def top_pair_recall(model, histories, users, ads, rows, top_m: int, max_len: int) -> float:
-    """Share of each user's top-``top_m`` ads (own matching scores) that were generated."""
-    from recbole_hllm.inference.clustered import embed_users, pair_scores
+def top_pair_recall(model, result, ads, top_m: int) -> float:
+    """Share of each user's top-``top_m`` ads (own matching scores) that ``result`` generated."""
+    from recbole_hllm.inference.clustered import pair_scores
 
-    scores = pair_scores(model, embed_users(model, histories, users, max_len, show_progress=False), ads)
-    generated = {(r["user"], r["item"]) for r in rows if not r["pruned"]}
+    scores = pair_scores(model, result.user_vecs, ads)
+    generated = {(r["user"], r["item"]) for r in result.rows if not r["pruned"]}
     top = np.argsort(-scores, axis=1, kind="stable")[:, :top_m]
-    hits = [(users[row], ads[col]) in generated for row in range(len(users)) for col in top[row]]
+    hits = [(result.users[row], ads[col]) in generated for row in range(len(result.users)) for col in top[row]]
     return float(np.mean(hits))
 
 
@@ -103,7 +103,7 @@ def run(args) -> dict:
         table.append(measure(f"clusters K={k}", all_pairs, clusters=k)[0])
     row, pruned = measure(f"clusters K={args.prune_k} + top-{args.top_m}", all_pairs, clusters=args.prune_k,
                           prune=PruneRule(top_m=args.top_m))
-    row["top_pair_recall"] = round(top_pair_recall(model, histories, users, ads, pruned.rows, args.top_m, max_len), 4)
+    row["top_pair_recall"] = round(top_pair_recall(model, pruned, ads, args.top_m), 4)
     table.append(row)
     reference_s = table[1]["seconds"]
     for row in table[1:]:  # cost is compared on all pairs; the first row covers the evaluation pairs only

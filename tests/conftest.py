@@ -13,6 +13,20 @@ import pytest
 
 import recbole_hllm  # noqa: F401  (fixes + registration before any RecBole use)
 
+def build_model(model_class, config_dict: dict, dataset: str = "tiny"):
+    """Config, data splits and a seeded model, as RecBole's quick start builds them:
+    ``(model, train, valid, test)``."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    config = Config(model=model_class.__name__, dataset=dataset, config_dict=config_dict)
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], True)
+    return model_class(config, train._dataset).to(config["device"]), train, valid, test
+
+
 GENRES = ["drama", "comedy", "action", "horror", "romance", "documentary"]
 TINY_LLAMA = {
     "model_type": "llama",

@@ -16,16 +16,11 @@ from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.model.creative_llm import PromptTemplate, TemplateError, clean_generation
 from recbole_hllm.model.hllm_creator import LOSS_NAMES, HLLMCreator
 
-from conftest import subprocess_env, tiny_creator_config
+from conftest import build_model, subprocess_env, tiny_creator_config
 
 
 def build(data_root, **overrides):
-    config = Config(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(data_root, **overrides))
-    init_seed(config["seed"], True)
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], True)
-    return HLLMCreator(config, train._dataset).to(config["device"]), train, valid, test
+    return build_model(HLLMCreator, tiny_creator_config(data_root, **overrides))
 
 
 def _only(loss_name):

@@ -94,8 +94,7 @@ def test_the_centroid_is_what_the_creative_llm_sees(tiny_creator):
     pairs = [(u, 4) for u in users]
     result = personalise(model, histories, pairs, _settings(clusters=3), max_len=10)
     centroids = torch.from_numpy(result.clusters.centroids)
-    expected, _ = model.generate_from_user_vectors(centroids, [4] * len(centroids), **{
-        k: v for k, v in model.generation.items() if k != "batch_size"})
+    expected, _ = model.generate_from_user_vectors(centroids, [4] * len(centroids), **model.decoding_settings)
     for row in result.rows:
         assert row["title"] == expected[row["cluster"]]
 

@@ -2,23 +2,15 @@
 
 import pytest
 import torch
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_seed
 
 from recbole_hllm.model.hllm import HLLM, next_item_targets
 from recbole_hllm.model.losses import full_softmax, sampled_infonce
 
-from conftest import tiny_config
+from conftest import build_model, tiny_config
 
 
 def build(data_root, **overrides):
-    config = Config(model="HLLM", dataset="tiny", config_dict=tiny_config(data_root, **overrides))
-    init_seed(config["seed"], True)
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    init_seed(config["seed"], True)
-    return HLLM(config, train._dataset).to(config["device"]), train, valid
+    return build_model(HLLM, tiny_config(data_root, **overrides))[:3]
 
 
 def test_next_item_targets():

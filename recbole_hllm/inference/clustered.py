@@ -52,6 +52,8 @@ class InferenceSettings:
 @dataclass
 class InferenceResult:
     rows: list[dict]  # one per (user, ad): user, item, cluster, score, pruned, title
+    users: list[int]  # internal ids, the row order of ``user_vecs``
+    user_vecs: np.ndarray  # [len(users), H] U of each user
     clusters: Clusters
     summary: list[dict]  # one per cluster
     generations: int  # generations run in this call (resumed ones not counted)
@@ -116,7 +118,7 @@ def personalise(model, histories: dict[int, list[int]], pairs: list[tuple[int, i
                      "score": round(float(scores[cluster, item_col[item]]), 4), "pruned": bool(pruned),
                      "title": originals[item] if pruned else titles[(cluster, item)]})
     summary = cluster_summary(clusters, users, histories, rows) if settings.clusters else []
-    return InferenceResult(rows, clusters, summary, len(todo), new_tokens, time.perf_counter() - start)
+    return InferenceResult(rows, users, user_vecs, clusters, summary, len(todo), new_tokens, time.perf_counter() - start)
 
 
 def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles: dict, settings: InferenceSettings,
@@ -128,7 +130,7 @@ def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles:
     todo = [todo[k] for k in order]
     centroid_table = torch.from_numpy(centroids).to(model.device)
     new_tokens = 0
-    generation = {k: v for k, v in model.generation.items() if k != "batch_size"}
+    generation = model.decoding_settings
     sink_context = open(parts_file, "a", encoding="utf-8") if parts_file else contextlib.nullcontext()
     with sink_context as sink, tqdm(total=len(todo), desc="generations", unit="title",
                                     disable=not settings.show_progress) as bar:

@@ -94,7 +94,8 @@ def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, 
     if not to_stdout:
         if result.summary:
             _write_json(f"{out_path}.clusters.json", _raw_summary(result.summary, dataset))
-        os.remove(parts) if os.path.exists(parts) else None
+        if os.path.exists(parts):
+            os.remove(parts)
     return result
 
 

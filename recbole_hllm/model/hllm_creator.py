@@ -174,6 +174,11 @@ class HLLMCreator(HLLM):
         return self._profile_table
 
     # -- generation -----------------------------------------------------------------
+    @property
+    def decoding_settings(self) -> dict:
+        """The ``generation_*`` settings ``generate_from_user_vectors`` takes (all but the batch size)."""
+        return {k: v for k, v in self.generation.items() if k != "batch_size"}
+
     @torch.no_grad()
     def generate_titles(self, item_seq, seq_len, item_ids, **overrides) -> tuple[list[str], int]:
         """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``.
