@@ -148,3 +148,30 @@ def subprocess_env(tmp_path: Path) -> dict:
     env["RECBOLE_HLLM_CACHE"] = str(tmp_path / "cache")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def save_tiny_chat_model(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama with the MiniLM tokenizer, saved as a Hugging
+    Face model directory (what the local chat backend loads)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from recbole_hllm.llm.embedded import embedded_model_dir
+
+    if (folder / "config.json").is_file():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("minilm"))
+    config = dict(TINY_LLAMA)
+    config.pop("model_type")
+    import torch
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", vocab_size=len(tokenizer), **config))
+    model.generation_config.eos_token_id = tokenizer.sep_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory) -> Path:
+    return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
