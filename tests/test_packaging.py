@@ -24,9 +24,12 @@ def test_wheel_install_finds_yaml_defaults(tmp_path):
         "from recbole.config import Config\n"
         "print('PROPS', properties_dir())\n"
         "print('USER_LLM', Config(model='HLLM', dataset='ml-100k', config_dict={'state': 'ERROR'})['user_llm'])\n"
+        "from recbole_hllm.construction.prompts import default_settings_path\n"
+        "print('COT', default_settings_path())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={**subprocess_env(tmp_path), "PYTHONPATH": ""}, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"PROPS {target}/recbole_hllm/properties" in out.stdout
     assert "USER_LLM smollm2" in out.stdout
+    assert f"COT {target}/recbole_hllm/properties/construction/cot.yaml" in out.stdout

@@ -38,6 +38,10 @@ class CreativeTable:
 
 
 def creative_path(config) -> str:
+    """``creative_file`` when set (e.g. ml-100k, whose folder is inside the recbole
+    package), else ``<data_path>/<dataset>.creative``."""
+    if config["creative_file"]:
+        return os.path.expanduser(config["creative_file"])
     return os.path.join(config["data_path"], f"{config['dataset']}.creative")
 
 

@@ -17,6 +17,7 @@ class ChatRequest:
     max_tokens: int = 256
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    json_schema: dict | None = None  # the reply must be JSON of this schema (enforced where supported)
 
 
 @dataclass

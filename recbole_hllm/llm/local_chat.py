@@ -5,16 +5,19 @@ batches (left padding, KV cache), which is what makes a CPU run affordable: see
 ``benchmarks/construction.py`` for batched vs one-at-a-time throughput. With
 ``stop_at_json`` a sequence stops as soon as it has produced one complete JSON object,
 so a small model that would ramble on after the closing brace costs nothing more.
+A request with ``json_schema`` is decoded under that schema (``constrained.py``).
 """
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import torch
 
 from recbole_hllm.llm.backbone import resolve_dtype, resolve_model_dir
 from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
+from recbole_hllm.llm.constrained import SchemaConstraint
 
 
 class LocalChatBackend(ChatBackend):
@@ -42,6 +45,12 @@ class LocalChatBackend(ChatBackend):
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=resolve_dtype(dtype, self.device), trust_remote_code=trust_remote_code
         ).to(self.device).eval()
+        self.constraint = SchemaConstraint(self.tokenizer, sorted(_eos_ids(self.model, self.tokenizer)))
+
+    @property
+    def identity(self) -> str:
+        """What the outputs depend on (a resumed run must use the same model)."""
+        return f"local:{self.model_name}"
 
     def render(self, messages: list[dict]) -> str:
         """The prompt text: the tokenizer's chat template, or plain ``role: content`` lines
@@ -58,7 +67,8 @@ class LocalChatBackend(ChatBackend):
 
         def settings(i):
             r = requests[i]
-            return (r.temperature, r.top_p, r.max_tokens)
+            schema = json.dumps(r.json_schema, sort_keys=True) if r.json_schema else ""
+            return (r.temperature, r.top_p, r.max_tokens, schema)
 
         by_settings = sorted(range(len(requests)), key=lambda i: (settings(i), lengths[i]))
         for key, group in itertools.groupby(by_settings, key=settings):
@@ -71,7 +81,8 @@ class LocalChatBackend(ChatBackend):
         return replies
 
     @torch.no_grad()
-    def _generate(self, prompts: list[str], temperature: float, top_p: float, max_tokens: int) -> list[ChatReply]:
+    def _generate(self, prompts: list[str], temperature: float, top_p: float, max_tokens: int,
+                  schema: str) -> list[ChatReply]:
         from transformers import StoppingCriteriaList
 
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
@@ -86,6 +97,7 @@ class LocalChatBackend(ChatBackend):
             **encoded, max_new_tokens=max_tokens, do_sample=sampling,
             temperature=temperature if sampling else None, top_p=top_p if sampling else None,
             top_k=None, pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=stopping,
+            prefix_allowed_tokens_fn=self.constraint.allowed_tokens_fn(json.loads(schema)) if schema else None,
         )
         new_tokens = output[:, prompt_len:]
         replies = []

@@ -1,0 +1,1 @@
+"""Chain-of-thought construction of personalised ad titles (``hllm-build-creatives``)."""
