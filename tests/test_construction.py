@@ -40,6 +40,7 @@ def test_fact_check_passes_supported_titles(new_title):
     ("Toy Story (1995), great for moms", "guesses age, gender or location: 'moms'"),
     ("Toy Story animation comedy that every single fan of good films will enjoy", "adds 11 words"),
     ("", "empty title"),
+    ("The Lion King, 1995, Comedy", "keeps 1 of the original title's 3 words"),
 ])
 def test_fact_check_rejects_unsupported_words(new_title, expected):
     reasons = check_title(new_title, TITLE, DESCRIPTION, RULES)
@@ -304,3 +305,37 @@ def test_cli_reports_a_missing_dataset(tmp_path, capsys):
 
     assert main(["--dataset", "nowhere", "--data-path", str(tmp_path), "--no-progress"]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_matching_strategy_picks_unclicked_ads_a_checkpoint_ranks_highest(tmp_path):
+    """--ads matching with a trained HLLM checkpoint: each user gets the unclicked items
+    with the highest next-item scores, in score order."""
+    import torch
+    from conftest import tiny_config
+    from recbole.quick_start import load_data_and_model, run_recbole
+
+    from recbole_hllm.construction.ads import plan_tasks
+    from recbole_hllm.construction.source import load_source
+
+    data = tmp_path / "data"
+    write_tiny_dataset(data, n_users=6)
+    run_recbole(model="HLLM", dataset="tiny", config_dict=tiny_config(data, epochs=1))
+    checkpoint = str(next((data / "saved").glob("HLLM-*.pth")))
+    source = load_source("tiny", str(data), config_dict={"text_fields": ["title", "genre"]})
+    users = list(source.histories)[:3]
+    tasks, skipped = plan_tasks(source, users, "matching", 2, 50, 0, checkpoint)
+    assert not skipped and [t.user for t in tasks] == users
+
+    _, model, _, _, _, test = load_data_and_model(checkpoint)
+    dataset = test._dataset
+    for task in tasks:
+        assert len(task.ads) == 2 and not set(task.ads) & set(source.histories[task.user])
+        clicked = [dataset.field2token_id["item_id"][i] for i in source.histories[task.user]]
+        with torch.no_grad():
+            scores = model.full_sort_predict({model.ITEM_SEQ: torch.tensor([clicked[-5:]]),
+                                              model.ITEM_SEQ_LEN: torch.tensor([len(clicked[-5:])])})[0]
+        scores[0] = scores[clicked] = -float("inf")
+        best = [str(dataset.id2token("item_id", int(i))) for i in torch.topk(scores, 2).indices]
+        assert task.ads == best
+    with pytest.raises(ValueError, match="needs --checkpoint"):
+        plan_tasks(source, users, "matching", 2, 50, 0, None)

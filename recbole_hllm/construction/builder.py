@@ -43,6 +43,7 @@ class BuildOptions:
     user_ids: list[str] | None = None
     ads: str = "next"
     ads_per_user: int = 3
+    checkpoint: str | None = None  # ads = "matching": the HLLM / HLLMCreator checkpoint that ranks them
     seed: int = 0
     chunk_users: int = 8
     progress: bool = True
@@ -96,6 +97,7 @@ class CreativeBuilder:
     def fingerprint(self) -> str:
         identity = {"dataset": self.source.name, "backend": getattr(self.backend, "identity", self.backend.name),
                     "ads": self.options.ads, "ads_per_user": self.options.ads_per_user,
+                    "checkpoint": self.options.checkpoint,
                     "seed": self.options.seed, "settings": self.settings}
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -103,7 +105,7 @@ class CreativeBuilder:
         start, stats_before = time.perf_counter(), self.backend.stats.as_dict()
         users = select_users(self.source, self.options.n_users, self.options.user_ids, self.options.seed)
         tasks, skipped = plan_tasks(self.source, users, self.options.ads, self.options.ads_per_user,
-                                    self.settings["history_len"], self.options.seed)
+                                    self.settings["history_len"], self.options.seed, self.options.checkpoint)
         if skipped:
             getLogger(__name__).warning("%d users have too few clicks for %d ads plus a history; skipped: %s",
                                         len(skipped), self.options.ads_per_user, ", ".join(skipped[:5]))

@@ -36,8 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--users", type=int, default=20, help="users sampled (seeded); 0 = all (default 20)")
     data.add_argument("--user-ids", help="comma-separated raw user ids (instead of --users)")
     data.add_argument("--ads", choices=STRATEGIES, default="next",
-                      help="next: the user's last clicks (trainable); random: unclicked catalogue items")
+                      help="next: the user's last clicks (trainable); random: unclicked catalogue items; "
+                           "matching: the unclicked items --checkpoint ranks highest")
     data.add_argument("--ads-per-user", type=int, default=3)
+    data.add_argument("--checkpoint", help="--ads matching: an HLLM or HLLMCreator checkpoint (.pth)")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--out", help="output .creative path (default <data_path>/<dataset>.creative, "
                                     "or ./<dataset>.creative for packaged datasets)")
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
         options = BuildOptions(
             out=args.out or default_output(source), n_users=args.users or None,
             user_ids=args.user_ids.split(",") if args.user_ids else None, ads=args.ads,
-            ads_per_user=args.ads_per_user, seed=args.seed, chunk_users=args.chunk,
+            ads_per_user=args.ads_per_user, checkpoint=args.checkpoint, seed=args.seed, chunk_users=args.chunk,
             progress=not args.no_progress, restart=args.restart)
         with make_backend(args) as backend:
             summary = CreativeBuilder(source, backend, settings, options).run()

@@ -13,7 +13,9 @@ light plural folding). An unsupported word is rejected when it
 * guesses the user's age, gender or location (``fact_check.demographic_words``).
 
 Words that carry no claim ("for", "fans", "thrilling") may be added, which is what
-personalisation needs, but at most ``max_added_words`` words not in the original title.
+personalisation needs, but at most ``max_added_words`` words not in the original title;
+and the new title must keep ``min_original_share`` of the original title's words
+(function words aside), so the ad stays about its own product.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class FactCheckRules:
     demographic_words: frozenset
     superlative_exceptions: frozenset
     max_added_words: int
+    function_words: frozenset = frozenset()
+    min_original_share: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: dict) -> "FactCheckRules":
@@ -37,7 +41,8 @@ class FactCheckRules:
             return frozenset(str(w).lower() for w in rules.get(key, []))
 
         return cls(lower("claim_words"), lower("demographic_words"), lower("superlative_exceptions"),
-                   int(settings["max_added_words"]))
+                   int(settings["max_added_words"]), lower("function_words"),
+                   float(rules.get("min_original_share", 0.0)))
 
 
 def words(text: str) -> list[str]:
@@ -91,6 +96,10 @@ def check_title(new_title: str, original_title: str, description: str, rules: Fa
         reason = _unsupported_reason(word, norm, position, title_case, rules)
         if reason:
             reasons.append(reason)
+    dropped, original = _dropped_words(new_words, original_title, rules.function_words)
+    if original and (len(original) - len(dropped)) / len(original) < rules.min_original_share:
+        reasons.append(f"keeps {len(original) - len(dropped)} of the original title's {len(original)} words "
+                       f"(at least {rules.min_original_share:.0%}); dropped: {', '.join(dropped[:8])}")
     added = _added_words(new_words, original_title)
     if len(added) > rules.max_added_words:
         reasons.append(f"adds {len(added)} words to the original title (at most {rules.max_added_words}): "
@@ -110,6 +119,13 @@ def _unsupported_reason(word: str, norm: str, position: int, title_case: bool, r
     if position > 0 and not title_case and word[0].isupper():
         return f"unsupported name {word!r}"
     return None
+
+
+def _dropped_words(new_words: list[str], original_title: str, function_words: frozenset):
+    """The original title's content words missing from the new title, and all of them."""
+    new_vocab = _vocabulary(" ".join(new_words))
+    original = [w for w in words(original_title.replace("/", " ")) if normalise(w) not in function_words]
+    return [w for w in original if not _forms(normalise(w)) & new_vocab], original
 
 
 def _added_words(new_words: list[str], original_title: str) -> list[str]:
