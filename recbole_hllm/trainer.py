@@ -8,6 +8,7 @@ titles are written next to the checkpoint as ``<checkpoint>-titles.jsonl``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -75,8 +76,7 @@ class HLLMCreatorTrainer(Trainer):
         attach_truth(records, self.truth)
         result.update(score_titles(records, self.generation_metrics, self.truth))
         if not self._fitting:
-            originals = [TitleRecord(r.user, r.item, r.original, r.reference, r.original, r.truth_facet, r.ad_facets)
-                         for r in records]
+            originals = [dataclasses.replace(r, generated=r.original) for r in records]
             result.update({f"original_{k}": v for k, v in
                            score_titles(originals, self.generation_metrics, self.truth).items()})
             self.last_titles_file = self._write_titles(records)
@@ -101,10 +101,14 @@ class HLLMCreatorTrainer(Trainer):
         users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())
         raw_items = dataset.id2token(dataset.iid_field, items.cpu().numpy())
         originals = model.original_titles or [""] * dataset.item_num
+        item_texts = model.item_encoder.item_texts
+        histories = [row[:n] for row, n in zip(seq.tolist(), seq_len.tolist())]
         records = [
             TitleRecord(user=str(u), item=str(i), generated=g, reference=model.creative_titles[c],
-                        original=originals[int(item)])
-            for u, i, g, c, item in zip(users, raw_items, generated, creative_rows, items.tolist())
+                        original=originals[int(item)], ad_text=item_texts[int(item)],
+                        history=[originals[h] or item_texts[h] for h in history])
+            for u, i, g, c, item, history in zip(users, raw_items, generated, creative_rows, items.tolist(),
+                                                 histories)
         ]
         return records, time.perf_counter() - start
 

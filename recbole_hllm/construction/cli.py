@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict
 
@@ -85,16 +84,11 @@ def settings_from_args(args) -> dict:
 
 
 def make_backend(args):
-    if args.backend == "local":
-        from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.llm.factory import make_chat_backend
 
-        return LocalChatBackend(args.model or "smollm2", device=args.device, batch_size=args.batch_size,
-                                threads=args.threads, stop_at_json=True, seed=args.seed)
-    from recbole_hllm.llm.openai_chat import OpenAIChatBackend
-
-    return OpenAIChatBackend(base_url=args.base_url, model=args.model, api_key=os.environ.get(args.api_key_env),
-                             timeout=args.timeout, max_retries=args.retries, concurrency=args.concurrency,
-                             send_json_schema=not args.no_json_schema)
+    return make_chat_backend(args.backend, args.model, args.base_url, args.api_key_env, args.device,
+                             args.batch_size, args.threads, args.seed, args.timeout, args.retries,
+                             args.concurrency, not args.no_json_schema)
 
 
 def main(argv=None) -> int:

@@ -55,7 +55,7 @@ def normalise(word: str) -> str:
     return word.removesuffix("'s")
 
 
-def _forms(word: str) -> set[str]:
+def forms(word: str) -> set[str]:
     """The word and its singular guesses, so "films" is supported by "film"."""
     forms = {word}
     if len(word) > 3 and word.endswith("ies"):
@@ -67,11 +67,11 @@ def _forms(word: str) -> set[str]:
     return forms
 
 
-def _vocabulary(*texts: str) -> set[str]:
+def vocabulary(*texts: str) -> set[str]:
     vocab = set()
     for text in texts:
         for w in words(text):
-            vocab |= _forms(normalise(w))
+            vocab |= forms(normalise(w))
             vocab |= {normalise(part) for part in re.split(r"[-/]", w) if part}
     return vocab
 
@@ -86,12 +86,12 @@ def check_title(new_title: str, original_title: str, description: str, rules: Fa
     new_words = words(new_title)
     if not new_words:
         return ["empty title"]
-    source = _vocabulary(original_title, description)
+    source = vocabulary(original_title, description)
     title_case = _is_title_case(new_words)
     reasons = []
     for position, word in enumerate(new_words):
         norm = normalise(word)
-        if _forms(norm) & source or all(_forms(p) & source for p in re.split(r"[-/]", norm) if p):
+        if forms(norm) & source or all(forms(p) & source for p in re.split(r"[-/]", norm) if p):
             continue
         reason = _unsupported_reason(word, norm, position, title_case, rules)
         if reason:
@@ -116,18 +116,18 @@ def _unsupported_reason(word: str, norm: str, position: int, title_case: bool, r
         return f"unsupported claim word {word!r}"
     if len(norm) > 5 and norm.endswith("est") and norm not in rules.superlative_exceptions:
         return f"unsupported superlative {word!r}"
-    if position > 0 and not title_case and word[0].isupper():
+    if position > 0 and not title_case and word[0].isupper() and norm not in rules.function_words:
         return f"unsupported name {word!r}"
     return None
 
 
 def _dropped_words(new_words: list[str], original_title: str, function_words: frozenset):
     """The original title's content words missing from the new title, and all of them."""
-    new_vocab = _vocabulary(" ".join(new_words))
+    new_vocab = vocabulary(" ".join(new_words))
     original = [w for w in words(original_title.replace("/", " ")) if normalise(w) not in function_words]
-    return [w for w in original if not _forms(normalise(w)) & new_vocab], original
+    return [w for w in original if not forms(normalise(w)) & new_vocab], original
 
 
 def _added_words(new_words: list[str], original_title: str) -> list[str]:
-    original = _vocabulary(original_title)
-    return [w for w in new_words if not _forms(normalise(w)) & original]
+    original = vocabulary(original_title)
+    return [w for w in new_words if not forms(normalise(w)) & original]

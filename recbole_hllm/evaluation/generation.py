@@ -1,6 +1,11 @@
 """Generation metrics by name, so configs can list them (``generation_metrics: [rouge-l, ...]``).
 
-* ``rouge-l``: ROUGE-L F1 against the reference title (rouge-score, stemmed).
+* overlap (``overlap.py``): ``rouge-1``, ``rouge-2``, ``rouge-l`` (F1, stemmed), ``bleu``
+  (sacreBLEU, 0-100);
+* personalisation (``personalisation.py``): ``pc_avg``, ``pc_max`` (MiniLM cosine to the
+  user's clicked item texts), ``pc_avg_tok``, ``pc_max_tok`` (ROUGE-1 F1 to them);
+* factuality (``factuality.py``): ``fact_support``, ``fact_pass``;
+* diversity (``diversity.py``): ``distinct-1``, ``distinct-2``, ``self_bleu``;
 * ``interest_hit``: share of titles that carry the selling point of the ground-truth
   facet (a keyword of that facet appears), on datasets with ground truth.
 * ``off_facet``: share of titles that claim a facet the ad does not have.
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
+from recbole_hllm.evaluation import diversity, factuality, overlap, personalisation
+
 
 @dataclass
 class TitleRecord:
@@ -31,6 +38,8 @@ class TitleRecord:
     original: str = ""
     truth_facet: str | None = None
     ad_facets: frozenset = field(default_factory=frozenset)
+    history: list = field(default_factory=list)  # texts of the items the user clicked before, oldest first
+    ad_text: str = ""  # the ad's text (title and description) the title must stay true to
 
 
 @dataclass
@@ -72,13 +81,6 @@ def _read_atomic(path: str) -> list[dict]:
         return [dict(zip(header, row)) for row in reader if row]
 
 
-def _rouge_l(records, truth) -> float:
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return sum(scorer.score(r.reference, r.generated)["rougeL"].fmeasure for r in records) / len(records)
-
-
 def _interest_hit(records, truth) -> float | None:
     judged = [r for r in records if r.truth_facet]
     if truth is None or not judged:
@@ -108,11 +110,24 @@ def _titles_per_ad(records, truth) -> float | None:
 
 
 GENERATION_METRICS: dict[str, Callable] = {
-    "rouge-l": _rouge_l,
+    "rouge-1": overlap.rouge_1,
+    "rouge-2": overlap.rouge_2,
+    "rouge-l": overlap.rouge_l,
+    "bleu": overlap.bleu,
+    "pc_avg": personalisation.pc_avg,
+    "pc_max": personalisation.pc_max,
+    "pc_avg_tok": personalisation.pc_avg_tok,
+    "pc_max_tok": personalisation.pc_max_tok,
+    "fact_support": factuality.fact_support,
+    "fact_pass": factuality.fact_pass,
     "interest_hit": _interest_hit,
     "off_facet": _off_facet,
     "titles_per_ad": _titles_per_ad,
+    "distinct-1": diversity.distinct_1,
+    "distinct-2": diversity.distinct_2,
+    "self_bleu": diversity.self_bleu,
 }
+ALL_METRICS = list(GENERATION_METRICS)
 
 
 def score_titles(records: list[TitleRecord], names, truth: GroundTruth | None) -> dict[str, float]:

@@ -1,0 +1,204 @@
+"""``hllm-eval``: score predictions files with the whole generation suite, and judge.
+
+    hllm-eval --predictions saved/HLLMCreator-<time>-titles.jsonl --name HLLMCreator \\
+              --compare ablation-titles.jsonl:no-U --dataset ads-synth --out results/eval
+    hllm-eval ... --judge local --judge-pairs 100           # pairwise judge vs the original title
+
+A predictions file is JSON lines with ``user``, ``item`` (raw ids) and ``generated``;
+``original``, ``reference`` and ``truth_facet`` are used when present (the titles file
+HLLMCreator's test writes, and ``hllm-generate``'s table, both qualify).
+``--references FILE`` (``user``, ``item``, ``reference``) supplies references.
+The dataset gives each pair its context: the user's clicks before that ad (texts of
+``creative_title_field``), the ad's text, and ground truth files if it ships them.
+Writes ``<out>.json`` and ``<out>.md`` (one row per system: each predictions file, the
+original titles and, when present, the references).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+
+from recbole_hllm.evaluation.generation import ALL_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="hllm-eval", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--predictions", required=True, help="JSONL: user, item, generated[, original, reference]")
+    p.add_argument("--name", help="system name of --predictions (default: the file name)")
+    p.add_argument("--compare", action="append", default=[], metavar="FILE[:NAME]",
+                   help="more predictions files for the same pairs (repeatable)")
+    p.add_argument("--references", help="JSONL: user, item, reference (overrides the predictions' own)")
+    p.add_argument("--dataset", required=True, help="RecBole dataset the ids belong to (context, ground truth)")
+    p.add_argument("--data-path", help="folder holding <dataset>/")
+    p.add_argument("--config-files", nargs="*", help="extra RecBole yaml files (text_fields, ...)")
+    p.add_argument("--metrics", default=",".join(ALL_METRICS),
+                   help=f"comma-separated (default: all): {', '.join(ALL_METRICS)}")
+    p.add_argument("--out", required=True, help="report path stem: writes <out>.json and <out>.md")
+    judge = p.add_argument_group("pairwise LLM judge")
+    judge.add_argument("--judge", choices=("local", "openai"), help="judge the first system against --judge-against")
+    judge.add_argument("--judge-against", default="original", help="'original' or a --compare system name")
+    judge.add_argument("--judge-pairs", type=int, default=100, help="pairs judged (seeded sample; 0 = all)")
+    judge.add_argument("--judge-model", help="local: smollm2 or a HF directory; openai: the model name")
+    judge.add_argument("--judge-base-url", help="openai: endpoint (default $OPENAI_BASE_URL)")
+    judge.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    judge.add_argument("--concurrency", type=int, default=8)
+    judge.add_argument("--batch-size", type=int, default=8)
+    judge.add_argument("--threads", type=int)
+    judge.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def read_jsonl(path: str, required: tuple) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise ValueError(f"{path}:{line_no}: missing {', '.join(missing)} (expected keys {list(required)})")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no predictions")
+    return rows
+
+
+def history_before(clicks: list[str], item: str) -> list[str]:
+    """The clicks before the user's latest click on ``item`` (all clicks if never clicked)."""
+    if item in clicks:
+        return clicks[:len(clicks) - 1 - clicks[::-1].index(item)]
+    return clicks
+
+
+def build_records(rows: list[dict], source, references: dict) -> list[TitleRecord]:
+    records = []
+    for row in rows:
+        user, item = str(row["user"]), str(row["item"])
+        if item not in source.titles:
+            raise ValueError(f"item {item!r} is not in dataset {source.name!r}")
+        clicks = source.histories.get(user, [])
+        original = row.get("original") or source.titles[item]
+        ad_text = ", ".join(x for x in (source.titles[item], source.descriptions[item]) if x)
+        records.append(TitleRecord(
+            user=user, item=item, generated=str(row.get("generated") or ""),
+            reference=references.get((user, item), row.get("reference") or ""), original=original,
+            history=[source.titles[i] for i in history_before(clicks, item)][-50:], ad_text=ad_text))
+    return records
+
+
+def systems_from(args, source, references) -> dict[str, list[TitleRecord]]:
+    import dataclasses
+
+    main_name = args.name or os.path.basename(args.predictions)
+    main_rows = read_jsonl(args.predictions, ("user", "item", "generated"))
+    # the main file's references serve every system (a --compare file may have none)
+    references = {**{(str(r["user"]), str(r["item"])): r["reference"] for r in main_rows if r.get("reference")},
+                  **references}
+    systems = {main_name: build_records(main_rows, source, references)}
+    keys = [(r.user, r.item) for r in systems[main_name]]
+    for spec in args.compare:
+        path, _, name = spec.partition(":")
+        records = build_records(read_jsonl(path, ("user", "item", "generated")), source, references)
+        if sorted((r.user, r.item) for r in records) != sorted(keys):
+            raise ValueError(f"{path}: its (user, item) pairs differ from {args.predictions}'s; "
+                             "systems are compared on the same pairs")
+        systems[name or os.path.basename(path)] = records
+    base = systems[main_name]
+    systems["original title"] = [dataclasses.replace(r, generated=r.original) for r in base]
+    if all(r.reference for r in base):
+        systems["reference"] = [dataclasses.replace(r, generated=r.reference) for r in base]
+    return systems
+
+
+def markdown(report: dict) -> str:
+    metrics = [m for m in report["metrics"] if any(m in s for s in report["systems"].values())]
+    lines = [f"{report['pairs']} (user, ad) pairs of `{report['dataset']}`.\n",
+             "| system | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, scores in report["systems"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(m)) for m in metrics) + " |")
+    if "judge" in report:
+        j = report["judge"]
+        lines += ["", f"Pairwise judge ({j['backend']}): {j['system_1']} vs {j['system_2']} on {j['total']} pairs, "
+                      "each asked in both orders:", "",
+                  "| Good | Same | Bad | Adv | unusable replies |", "|---|---|---|---|---|",
+                  f"| {j['good']} | {j['same']} | {j['bad']} | {j['adv']:.1%} | {j['unusable_replies']} |"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.2f}"
+
+
+def run_judge(args, systems: dict) -> dict:
+    from recbole_hllm.evaluation.judge import JudgeCase, PairwiseJudge
+    from recbole_hllm.llm.factory import make_chat_backend
+
+    first = next(iter(systems))
+    against = "original title" if args.judge_against == "original" else args.judge_against
+    if against not in systems:
+        raise ValueError(f"--judge-against {args.judge_against!r}: systems are {list(systems)}")
+    pairs = list(range(len(systems[first])))
+    if args.judge_pairs and args.judge_pairs < len(pairs):
+        pairs = sorted(random.Random(args.seed).sample(pairs, args.judge_pairs))
+    other = {(r.user, r.item): r for r in systems[against]}
+    cases = [JudgeCase(r.user, r.item, r.ad_text, r.history, r.generated, other[(r.user, r.item)].generated)
+             for r in (systems[first][i] for i in pairs)]
+    backend = make_chat_backend(args.judge, args.judge_model, args.judge_base_url, args.api_key_env,
+                                batch_size=args.batch_size, threads=args.threads, seed=args.seed,
+                                concurrency=args.concurrency)
+    with backend:
+        result = PairwiseJudge(backend, cache_path=f"{args.out}.judge-cache.jsonl").judge(
+            cases, progress=not args.no_progress)
+    with open(f"{args.out}.judge-verdicts.jsonl", "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in result.verdicts))
+    return {"backend": getattr(backend, "identity", backend.name), "system_1": first, "system_2": against,
+            **result.as_dict()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from recbole_hllm.construction.source import load_source
+
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        unknown = [m for m in metrics if m not in ALL_METRICS]
+        if unknown:
+            raise ValueError(f"--metrics: unknown {unknown}; available: {', '.join(ALL_METRICS)}")
+        source = load_source(args.dataset, args.data_path, config_file_list=args.config_files)
+        references = {}
+        if args.references:
+            references = {(str(r["user"]), str(r["item"])): r["reference"]
+                          for r in read_jsonl(args.references, ("user", "item", "reference"))}
+        systems = systems_from(args, source, references)
+        truth = GroundTruth.load(source.data_path, source.name)
+        report = {"dataset": source.name, "pairs": len(next(iter(systems.values()))), "metrics": metrics,
+                  "systems": {}}
+        for name, records in systems.items():
+            attach_truth(records, truth)
+            report["systems"][name] = score_titles(records, metrics, truth)
+        if args.judge:
+            report["judge"] = run_judge(args, systems)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"hllm-eval: error: {exc}", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(f"{args.out}.json", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    with open(f"{args.out}.md", "w", encoding="utf-8") as f:
+        f.write(markdown(report))
+    print(markdown(report))
+    print(f"wrote {args.out}.json and {args.out}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
