@@ -171,8 +171,12 @@ def test_tokenizer_without_pad_token_is_handled(tmp_path):
 
 
 def test_checkpoint_round_trip_and_generate_cli(tiny_creative_data, tmp_path):
-    result = run_recbole(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(tiny_creative_data))
-    assert {"rouge-l", "original_rouge-l", "ndcg@10"} <= set(result["test_result"])
+    metrics = ["rouge-l", "bleu", "pc_avg", "pc_max_tok", "fact_support", "distinct-2", "self_bleu"]
+    config = tiny_creator_config(tiny_creative_data, generation_metrics=metrics, generate_on_valid=True,
+                                 valid_metric="pc_avg")
+    result = run_recbole(model="HLLMCreator", dataset="tiny", config_dict=config)
+    assert {"ndcg@10", *metrics, *(f"original_{m}" for m in metrics)} <= set(result["test_result"])
+    assert "pc_avg" in result["best_valid_result"]  # a generation metric chose the epoch
     checkpoint = next((tiny_creative_data / "saved").glob("HLLMCreator-*.pth"))
     titles = [json.loads(line) for line in open(str(checkpoint).replace(".pth", "-titles.jsonl"))]
     assert len(titles) == 24 and {"user", "item", "original", "reference", "generated"} <= set(titles[0])
@@ -247,3 +251,19 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_creative_data):
         loss.backward()
         grads.append((loss.detach(), model.user_token.grad.clone()))
     assert torch.allclose(grads[0][0], grads[1][0]) and torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+
+
+def test_shared_prompt_prefix_gives_the_same_titles(tiny_creative_data):
+    """Encoding the template's fixed start once per batch (KV cache shared by the rows)
+    must not change what is generated."""
+    model, _, _, test = build(tiny_creative_data, generation_max_new_tokens=8)
+    model.eval()
+    feat = test.dataset.inter_feat
+    args = (feat["item_id_list"][:10], feat["item_length"][:10], feat["item_id"][:10])
+    calls = []
+    original = model.creative._prefix_cache
+    model.creative._prefix_cache = lambda *a: calls.append(a) or original(*a)
+    shared, _ = model.generate_titles(*args)
+    model.creative.share_prefix = False
+    unshared, _ = model.generate_titles(*args)
+    assert calls and shared == unshared

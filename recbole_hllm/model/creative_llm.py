@@ -64,6 +64,7 @@ class CreativeLLM(nn.Module):
         self.hidden_size = hidden_size(self.llm)
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
+        self.share_prefix = bool(config["generation_share_prefix"])  # encode the fixed prompt start once
         # ends every target; tokenizers of encoder models (BERT's) only have [SEP]
         self.eos_id = self.tokenizer.eos_token_id
         if self.eos_id is None:
@@ -72,6 +73,14 @@ class CreativeLLM(nn.Module):
             raise ValueError(f"creative_llm {self.spec.source!r}: its tokenizer has neither an EOS nor a SEP token")
 
     # -- helpers --------------------------------------------------------------------
+    def _prefix_cache(self, prefix: list[int], batch_size: int):
+        """KV cache of ``prefix``, computed once and repeated for ``batch_size`` rows."""
+        ids = torch.tensor([prefix], device=self.llm.get_input_embeddings().weight.device)
+        cache = self.llm(input_ids=ids, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(batch_size)
+        return cache
+
+
     def mean_token_norm(self) -> float:
         """Mean L2 norm of the word embeddings: the scale a soft token should start at."""
         with torch.no_grad():
@@ -136,9 +145,23 @@ class CreativeLLM(nn.Module):
     @torch.no_grad()
     def generate(self, before_ids, soft_tokens, after_ids, max_new_tokens: int, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50) -> tuple[list[str], int]:
-        """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> (clean texts, new tokens)."""
+        """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> (clean texts, new tokens).
+
+        When every row starts with the same text before the soft token (the template's
+        fixed instruction, the usual case), that prefix is encoded once and its KV cache
+        shared by the batch: rows are laid out ``[prefix | padding | soft token, ad]``
+        and the attention mask skips the padding, so positions match the unshared run."""
         empty = [[] for _ in before_ids]
-        embeds, mask, _ = self._embed_rows(before_ids, soft_tokens, after_ids, empty, left_pad=True)
+        prefix = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
+        if prefix and self.share_prefix:
+            embeds, mask, _ = self._embed_rows([[] for _ in before_ids], soft_tokens, after_ids, empty, left_pad=True)
+            cache = self._prefix_cache(prefix, len(before_ids))
+            prefix_embeds = self.llm.get_input_embeddings()(torch.tensor(prefix, device=embeds.device))
+            embeds = torch.cat([prefix_embeds.to(embeds.dtype).expand(len(before_ids), -1, -1), embeds], dim=1)
+            mask = torch.cat([mask.new_ones(len(before_ids), len(prefix)), mask], dim=1)
+        else:
+            cache = None
+            embeds, mask, _ = self._embed_rows(before_ids, soft_tokens, after_ids, empty, left_pad=True)
         if self.max_context and embeds.shape[1] + max_new_tokens > self.max_context:
             max_new_tokens = self.max_context - embeds.shape[1]
             if max_new_tokens <= 0:
@@ -148,7 +171,7 @@ class CreativeLLM(nn.Module):
         output = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
-            use_cache=True, **sampling,
+            use_cache=True, past_key_values=cache, **sampling,
         )
         texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
         new_tokens = int((output != self.tokenizer.pad_token_id).sum())
