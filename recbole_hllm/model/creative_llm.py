@@ -9,6 +9,8 @@ that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
 """
 from __future__ import annotations
 
+import inspect
+
 import re
 import string
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ class CreativeLLM(nn.Module):
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
         self.share_prefix = bool(config["generation_share_prefix"])  # encode the fixed prompt start once
+        self.cache_kwarg = _cache_kwarg(self.llm)
         # ends every target; tokenizers of encoder models (BERT's) only have [SEP]
         self.eos_id = self.tokenizer.eos_token_id
         if self.eos_id is None:
@@ -76,7 +79,7 @@ class CreativeLLM(nn.Module):
     def _prefix_cache(self, prefix: list[int], batch_size: int):
         """KV cache of ``prefix``, computed once and repeated for ``batch_size`` rows."""
         ids = torch.tensor([prefix], device=self.llm.get_input_embeddings().weight.device)
-        cache = self.llm(input_ids=ids, use_cache=True).past_key_values
+        cache = getattr(self.llm(input_ids=ids, use_cache=True), self.cache_kwarg)
         cache.batch_repeat_interleave(batch_size)
         return cache
 
@@ -171,11 +174,17 @@ class CreativeLLM(nn.Module):
         output = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
-            use_cache=True, past_key_values=cache, **sampling,
+            use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **sampling,
         )
         texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
         new_tokens = int((output != self.tokenizer.pad_token_id).sum())
         return [clean_generation(t) for t in texts], new_tokens
+
+
+def _cache_kwarg(model) -> str:
+    """The KV-cache argument's name: ``cache`` in transformers 5's models, ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def enable_activation_checkpointing(model, every_n_layers: int) -> None:
