@@ -103,10 +103,11 @@ class CreativeLLM(nn.Module):
                              max_length=self.max_target_len)["input_ids"]
         return [row + [eos] for row in ids]
 
-    def _embed_rows(self, before_ids, soft_tokens, after_ids, target_ids, left_pad: bool):
+    def _embed_rows(self, before_ids, soft_tokens, after_ids, target_ids, left_pad: bool, shared_len: int = 0):
         """Assemble ``[B, T, H]`` embeddings, mask and label positions for a batch.
 
         Row layout: before-tokens, soft token (if any), after-tokens, target tokens.
+        ``shared_len``: tokens of a shared prefix that precede these rows (context check).
         """
         embed = self.llm.get_input_embeddings()
         device = embed.weight.device
@@ -120,8 +121,8 @@ class CreativeLLM(nn.Module):
             rows.append(row)
             labels.append([-100] * (len(row) - len(target_ids[b])) + target_ids[b])
         width = max(len(r) for r in rows)
-        if self.max_context and width > self.max_context:
-            raise ValueError(f"creative prompt + target is {width} tokens, more than the creative LLM's "
+        if self.max_context and width + shared_len > self.max_context:
+            raise ValueError(f"creative prompt + target is {width + shared_len} tokens, more than the creative LLM's "
                              f"context ({self.max_context}); shorten creative_prompt or the ad text fields")
         hidden = rows[0].shape[-1]
         embeds = rows[0].new_zeros(len(rows), width, hidden)
@@ -157,7 +158,8 @@ class CreativeLLM(nn.Module):
         empty = [[] for _ in before_ids]
         prefix = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
         if prefix and self.share_prefix:
-            embeds, mask, _ = self._embed_rows([[] for _ in before_ids], soft_tokens, after_ids, empty, left_pad=True)
+            embeds, mask, _ = self._embed_rows([[] for _ in before_ids], soft_tokens, after_ids, empty, left_pad=True,
+                                               shared_len=len(prefix))
             cache = self._prefix_cache(prefix, len(before_ids))
             prefix_embeds = self.llm.get_input_embeddings()(torch.tensor(prefix, device=embeds.device))
             embeds = torch.cat([prefix_embeds.to(embeds.dtype).expand(len(before_ids), -1, -1), embeds], dim=1)
