@@ -119,25 +119,27 @@ class CreativeBuilder:
     def _process(self, tasks: list[UserTask], journal: Journal) -> None:
         from tqdm.auto import tqdm
 
+        # read the journal once; chunks then update these as they append
         done_pairs = {(r["user"], r["item"]) for r in journal.records if r["kind"] == "row"}
+        profiles = {r["user"]: r for r in journal.records if r["kind"] == "profile"}
+        counts = Counter(r["status"] for r in journal.records if r["kind"] == "row")
         todo = [t for t in tasks if any((t.user, ad) not in done_pairs for ad in t.ads)]
         total = sum(1 for t in todo for ad in t.ads if (t.user, ad) not in done_pairs)
         bar = tqdm(total=total, unit="pair", desc="creatives", disable=not self.options.progress)
         try:
             for start in range(0, len(todo), self.options.chunk_users):
-                chunk = todo[start:start + self.options.chunk_users]
-                finished = self._process_chunk(chunk, journal, done_pairs)
-                bar.update(finished)
-                counts = Counter(r["status"] for r in journal.records if r["kind"] == "row")
+                rows = self._process_chunk(todo[start:start + self.options.chunk_users], journal, done_pairs,
+                                           profiles)
+                counts.update(r["status"] for r in rows)
+                bar.update(len(rows))
                 bar.set_postfix(kept=counts["kept"], rejected=counts["rejected"])
         finally:
             bar.close()
 
-    def _process_chunk(self, chunk: list[UserTask], journal: Journal, done_pairs: set) -> int:
-        profiles = {r["user"]: r for r in journal.records if r["kind"] == "profile"}
-        need = [t for t in chunk if t.user not in profiles]
-        journal.append(self._profiles(need))
-        profiles = {r["user"]: r for r in journal.records if r["kind"] == "profile"}
+    def _process_chunk(self, chunk: list[UserTask], journal: Journal, done_pairs: set, profiles: dict) -> list[dict]:
+        new_profiles = self._profiles([t for t in chunk if t.user not in profiles])
+        journal.append(new_profiles)
+        profiles.update((r["user"], r) for r in new_profiles)
         pairs = [(t, ad) for t in chunk if t.user in profiles for ad in t.ads if (t.user, ad) not in done_pairs]
         bad_profile = [(t, ad) for t, ad in pairs if not profiles[t.user]["ok"]]
         rows = [self._row(t.user, ad, "rejected", "invalid_profile", profiles[t.user]["reason"])
@@ -146,7 +148,7 @@ class CreativeBuilder:
         rows += self._rewrite_and_filter(good, profiles)
         journal.append(rows)
         done_pairs.update((r["user"], r["item"]) for r in rows)
-        return len(rows)
+        return rows
 
     def _profiles(self, tasks: list[UserTask]) -> list[dict]:
         prompt = self.settings["profile"]

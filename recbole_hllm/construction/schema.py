@@ -11,6 +11,8 @@ import json
 
 import jsonschema
 
+from recbole_hllm.llm.json_text import json_object_end
+
 # The bounds keep a constrained small model from rambling (and a reply reasonable).
 _STRINGS = {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 80}}
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 300}
@@ -61,23 +63,7 @@ def parse_reply(text: str, step: str) -> dict:
 
 def first_json_object(text: str) -> str:
     """The first complete top-level ``{...}`` in ``text`` (braces in strings skipped)."""
-    start = text.find("{")
-    depth, in_string, escaped = 0, False, False
-    for k in range(start, len(text)):
-        ch = text[k]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:k + 1]
-    raise SchemaError("the JSON object in the reply is not complete (cut off?)")
+    end = json_object_end(text)
+    if end is None:
+        raise SchemaError("the JSON object in the reply is not complete (cut off?)")
+    return text[text.find("{"):end]

@@ -18,6 +18,7 @@ import torch
 from recbole_hllm.llm.backbone import resolve_dtype, resolve_model_dir
 from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
 from recbole_hllm.llm.constrained import SchemaConstraint
+from recbole_hllm.llm.json_text import json_object_end
 
 
 class LocalChatBackend(ChatBackend):
@@ -107,7 +108,7 @@ class LocalChatBackend(ChatBackend):
             ids = ids if ended is None else ids[:ended]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             if self.stop_at_json:
-                text = text[:_json_object_end(text) or len(text)]
+                text = text[:json_object_end(text) or len(text)]
             finish = "stop" if ended is not None or len(ids) < max_tokens else "length"
             replies.append(ChatReply(text=text.strip(), prompt_tokens=int(encoded.attention_mask[row].sum()),
                                      completion_tokens=len(ids), finish_reason=finish))
@@ -122,29 +123,6 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-def _json_object_end(text: str) -> int | None:
-    """Index just past the first complete top-level JSON object in ``text`` (None if
-    none is complete yet). Braces inside strings are skipped."""
-    depth, in_string, escaped, started = 0, False, False, False
-    for k, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"' and started:
-            in_string = True
-        elif ch == "{":
-            depth, started = depth + 1, True
-        elif ch == "}" and started:
-            depth -= 1
-            if depth == 0:
-                return k + 1
-    return None
-
-
 class _JsonObjectEnd:
     """Stopping criterion: per sequence, True once a complete JSON object was generated."""
 
@@ -153,5 +131,5 @@ class _JsonObjectEnd:
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [_json_object_end(t) is not None for t in texts]
+        done = [json_object_end(t) is not None for t in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
