@@ -3,7 +3,9 @@
 Same flags as RecBole's script (--model, --dataset, --config_files, --nproc, --ip,
 --port, --world_size, --group_offset) plus RecBole's own ``--key=value`` overrides,
 which RecBole's ``Config`` reads from ``sys.argv``. RecBole's built-in models work
-through it unchanged.
+through it unchanged. With ``--nproc N`` (and ``--world_size``/``--ip``/``--port``/
+``--group_offset`` across nodes) RecBole's distributed engine runs N workers, over gloo
+on CPUs and NCCL on GPUs (``dist_backend``); see :mod:`recbole_hllm.distributed`.
 """
 from __future__ import annotations
 
@@ -37,20 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0], *argv]  # RecBole's Config reads --key=value overrides from here
 
     import recbole_hllm  # noqa: F401  (compatibility fixes + registration)
-    from recbole.quick_start import run
-
-    from recbole_hllm.registry import REGISTRY
-
-    if args.model in REGISTRY and (args.nproc > 1 or args.world_size > 0):
-        # RecBole's spawned workers would not import the plugin, and its process group is
-        # NCCL-only: fail now with the reason rather than inside every worker.
-        raise SystemExit(f"run_recbole: --nproc/--world_size for {args.model} is not supported yet; "
-                         "run it in one process (multi-GPU support is planned).")
+    from recbole_hllm.distributed.launch import DistributedRunError, run
 
     dataset = args.dataset or DEFAULT_DATASET.get(args.model, "ml-100k")
     config_files = args.config_files.strip().split(" ") if args.config_files else None
-    run(args.model, dataset, config_file_list=config_files, nproc=args.nproc,
-        world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    try:
+        run(args.model, dataset, config_file_list=config_files, nproc=args.nproc,
+            world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
+    except DistributedRunError as exc:
+        print(f"run_recbole: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

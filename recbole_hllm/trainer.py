@@ -1,6 +1,19 @@
-"""HLLMCreator's trainer: RecBole's Trainer plus title generation at evaluation.
+"""Trainers: RecBole's Trainer made exact in multi-process runs, and HLLMCreator's title generation.
 
-Only ``fit`` (to know validation from test) and ``evaluate`` differ. At test time (and
+:class:`HLLMTrainer` (HLLM, and the base of HLLMCreator's) differs from RecBole's
+``Trainer`` only where several processes train together:
+
+* the checkpoint name is rank 0's (RecBole stamps it with each rank's own clock);
+* evaluation gathers every rank's rankings before computing the metrics, so they are
+  the metrics one process would compute (RecBole averages per-rank results weighted
+  by a count of batches, and its sampler repeats users to even the shards);
+* checkpoints are written by rank 0 only, atomically (temporary file, then rename), with
+  the other ranks waiting, so none reads a half-written best model; the saved config
+  says single process, so ``load_data_and_model`` reads it in one process.
+
+In one process it behaves as RecBole's Trainer, save for the atomic write.
+
+:class:`HLLMCreatorTrainer`: only ``fit`` (to know validation from test) and ``evaluate`` differ. At test time (and
 at validation when ``generate_on_valid``) titles are generated for every evaluated
 (user, ad) row with a creative target; the named ``generation_metrics`` join RecBole's
 result dict, so they print with Recall/NDCG and ``valid_metric`` may name one. Test
@@ -8,6 +21,7 @@ titles are written next to the checkpoint as ``<checkpoint>-titles.jsonl``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -15,12 +29,67 @@ import time
 
 import torch
 from recbole.trainer import Trainer
+from recbole.utils import set_color
 
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
+from recbole_hllm.distributed.context import barrier, broadcast_object, gather_objects, rank, world_size
 from recbole_hllm.evaluation.generation import GENERATION_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
 
 
-class HLLMCreatorTrainer(Trainer):
+# DataStruct entries that hold one row per evaluated user (the rest are dataset-wide)
+PER_USER_EVAL_ENTRIES = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
+
+
+class HLLMTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        if not config["single_spec"]:
+            self.saved_model_file = broadcast_object(self.saved_model_file)
+            self.evaluator.evaluate = _on_every_ranks_rows(self.evaluator.evaluate)
+
+    def _map_reduce(self, result, num_sample):
+        """The evaluator already saw every rank's rows: its result is the global one."""
+        return result
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        if rank() == 0:
+            state = {
+                "config": _single_process_config(self.config), "epoch": epoch, "cur_step": self.cur_step,
+                "best_valid_score": self.best_valid_score, "state_dict": self.model.state_dict(),
+                "other_parameter": self.model.other_parameter(), "optimizer": self.optimizer.state_dict(),
+            }
+            tmp = f"{path}.tmp"
+            torch.save(state, tmp, pickle_protocol=4)
+            os.replace(tmp, path)
+            if verbose:
+                self.logger.info(set_color("Saving current", "blue") + f": {path}")
+        barrier()
+
+
+def _single_process_config(config):
+    """A copy of ``config`` that ``load_data_and_model`` can use in one process."""
+    if config["single_spec"]:
+        return config
+    saved = copy.copy(config)
+    saved.final_config_dict = {**config.final_config_dict, "single_spec": True, "local_rank": 0}
+    for key in ("world_size", "nproc", "offset", "ip", "port"):
+        saved.final_config_dict.pop(key, None)
+    return saved
+
+
+def _on_every_ranks_rows(evaluate):
+    """Wrap ``Evaluator.evaluate(struct)``: first replace this rank's per-user rows by all ranks' rows."""
+    def evaluate_all(struct):
+        for name in PER_USER_EVAL_ENTRIES:
+            if name in struct:
+                struct[name] = torch.cat([part.to(struct[name].device) for part in gather_objects(struct[name].cpu())])
+        return evaluate(struct)
+
+    return evaluate_all
+
+
+class HLLMCreatorTrainer(HLLMTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.generation_metrics = [m.lower() for m in config["generation_metrics"]]
@@ -96,7 +165,8 @@ class HLLMCreatorTrainer(Trainer):
         seq = feat[model.ITEM_SEQ][rows].to(self.device)
         seq_len = feat[model.ITEM_SEQ_LEN][rows].to(self.device)
         items = feat[model.ITEM_ID][rows].to(self.device)
-        generated, _ = model.generate_titles(seq, seq_len, items)
+        shard, _ = model.generate_titles(seq, seq_len, items, shard=(rank(), world_size()))
+        generated = _merge_shards(gather_objects(shard))
         creative_rows = feat[CREATIVE_INDEX][rows].tolist()
         users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())
         raw_items = dataset.id2token(dataset.iid_field, items.cpu().numpy())
@@ -114,6 +184,8 @@ class HLLMCreatorTrainer(Trainer):
 
     def _write_titles(self, records: list[TitleRecord]) -> str:
         path = os.path.splitext(self.saved_model_file)[0] + "-titles.jsonl"
+        if rank() != 0:  # every rank holds all records; one writes them
+            return path
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -123,3 +195,8 @@ class HLLMCreatorTrainer(Trainer):
                                     "truth_facet": r.truth_facet}, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
         return path
+
+
+def _merge_shards(shards: list[list]) -> list:
+    """Row-wise union of per-rank outputs that hold None where another rank generated."""
+    return [next((value for value in column if value is not None), None) for column in zip(*shards)]

@@ -81,8 +81,3 @@ def _script(name):
     from pathlib import Path
 
     return str(Path(sys.executable).parent / name)
-
-
-def test_multi_process_plugin_run_is_refused_clearly(tmp_path):
-    out = _run_cli([_script("run_recbole"), "--model=HLLM", "--nproc=2"], tmp_path)
-    assert out.returncode != 0 and "--nproc/--world_size for HLLM is not supported yet" in out.stderr

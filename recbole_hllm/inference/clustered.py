@@ -14,6 +14,12 @@ Steps (HLLM-Creator, "inference at scale"):
 Finished generations are appended to a parts file as they are made, so an
 interrupted run resumes where it stopped; the parts file is keyed by a fingerprint
 of everything that decides a title, so a changed setting never reuses stale titles.
+
+In a multi-process run (``hllm-generate --nproc N``) each rank embeds every N-th
+batch of users and generates every N-th batch of (cluster, ad) pairs, into its own
+parts file (``<parts>.rank<r>``); rank 0 clusters; the pieces are gathered, so every
+rank ends with the complete, ordered result. Batches are cut as in one process, so
+the output is the one-process output.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from recbole_hllm.distributed.context import broadcast_object, gather_objects, rank, world_size
 from recbole_hllm.inference.clustering import Clusters, cluster_users
 from recbole_hllm.inference.pruning import PruneRule
 
@@ -66,16 +73,18 @@ def embed_users(model, histories: dict[int, list[int]], users: list[int], max_le
                 batch_size: int = 64, show_progress: bool = True) -> np.ndarray:
     """U ``[len(users), H]`` from each user's history (last ``max_len`` items)."""
     device = model.device
-    vectors = []
-    for start in tqdm(range(0, len(users), batch_size), desc="user embeddings", unit="batch",
-                      disable=not show_progress):
+    batches = {}
+    starts = range(rank() * batch_size, len(users), world_size() * batch_size)
+    for start in tqdm(starts, desc="user embeddings", unit="batch", disable=not show_progress or rank() != 0):
         chunk = [histories[u][-max_len:] for u in users[start : start + batch_size]]
         seq = torch.zeros(len(chunk), max_len, dtype=torch.long)
         for row, history in enumerate(chunk):
             seq[row, : len(history)] = torch.tensor(history)
         seq_len = torch.tensor([len(h) for h in chunk])
-        vectors.append(model.user_embedding(seq.to(device), seq_len.to(device)).float().cpu())
-    return torch.cat(vectors).numpy()
+        batches[start] = model.user_embedding(seq.to(device), seq_len.to(device)).float().cpu()
+    if world_size() > 1:  # every rank needs every user's vector
+        batches = {k: v for shard in gather_objects(batches) for k, v in shard.items()}
+    return torch.cat([batches[start] for start in sorted(batches)]).numpy()
 
 
 @torch.no_grad()
@@ -93,11 +102,14 @@ def personalise(model, histories: dict[int, list[int]], pairs: list[tuple[int, i
     if not pairs:
         raise ValueError("no (user, ad) pairs to write titles for: the ad list is empty")
     start = time.perf_counter()
+    if model.item_encoder.frozen:  # a collective in a multi-process run: every rank builds it here, together
+        model.item_encoder.all_items()
     users = sorted({u for u, _ in pairs})
     items = sorted({i for _, i in pairs})
     user_vecs = embed_users(model, histories, users, max_len, show_progress=settings.show_progress)
-    if settings.clusters:
-        clusters = cluster_users(user_vecs, settings.clusters, settings.metric, settings.backend, settings.seed)
+    if settings.clusters:  # rank 0 clusters, so every rank has the same assignment
+        clusters = broadcast_object(cluster_users(user_vecs, settings.clusters, settings.metric, settings.backend,
+                                                  settings.seed) if rank() == 0 else None)
     else:
         clusters = Clusters(assignment=np.arange(len(users)), centroids=user_vecs)
     scores = pair_scores(model, clusters.centroids, items)  # [K, A]
@@ -106,7 +118,8 @@ def personalise(model, histories: dict[int, list[int]], pairs: list[tuple[int, i
     item_col = {i: c for c, i in enumerate(items)}
     wanted = sorted({(int(clusters.assignment[user_row[u]]), i) for u, i in pairs if keep[
         clusters.assignment[user_row[u]], item_col[i]]})
-    titles = _load_parts(parts_file, fingerprint)
+    # rank 0 reads what earlier runs left (the others may already be writing theirs)
+    titles = broadcast_object(_load_parts(parts_file, fingerprint) if rank() == 0 else None)
     todo = [key for key in wanted if key not in titles]
     new_tokens = _generate(model, clusters.centroids, todo, titles, settings, parts_file, fingerprint)
     originals = model.original_titles or [""] * (max(items) + 1)
@@ -123,46 +136,70 @@ def personalise(model, histories: dict[int, list[int]], pairs: list[tuple[int, i
 
 def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles: dict, settings: InferenceSettings,
               parts_file: str | None, fingerprint: str) -> int:
-    """Generate the (cluster, ad) pairs in ``todo`` into ``titles``, appending each batch to ``parts_file``."""
+    """Generate the (cluster, ad) pairs in ``todo`` into ``titles``, appending each batch to
+    this rank's parts file; returns the new tokens of all ranks."""
     if not todo:
         return 0
     order = model.prompt_length_order([i for _, i in todo])
     todo = [todo[k] for k in order]
     centroid_table = torch.from_numpy(centroids).to(model.device)
-    new_tokens = 0
+    new_tokens, made = 0, {}
     generation = model.decoding_settings
-    sink_context = open(parts_file, "a", encoding="utf-8") if parts_file else contextlib.nullcontext()
+    starts = range(rank() * settings.batch_size, len(todo), world_size() * settings.batch_size)
+    sink_path = rank_parts_file(parts_file)
+    sink_context = open(sink_path, "a", encoding="utf-8") if sink_path else contextlib.nullcontext()
     with sink_context as sink, tqdm(total=len(todo), desc="generations", unit="title",
-                                    disable=not settings.show_progress) as bar:
-        for start in range(0, len(todo), settings.batch_size):
+                                    disable=not settings.show_progress or rank() != 0) as bar:
+        for start in starts:
             chunk = todo[start : start + settings.batch_size]
             vecs = centroid_table[torch.tensor([c for c, _ in chunk], device=model.device)]
             texts, n = model.generate_from_user_vectors(vecs, [i for _, i in chunk], **generation)
             new_tokens += n
             for (cluster, item), text in zip(chunk, texts):
-                titles[(cluster, item)] = text
+                made[(cluster, item)] = text
                 if sink:
                     sink.write(json.dumps({"fp": fingerprint, "cluster": cluster, "item": item, "title": text},
                                           ensure_ascii=False) + "\n")
             if sink:
                 sink.flush()
-            bar.update(len(chunk))
-    return new_tokens
+            bar.update(len(chunk) * world_size())
+    shards = gather_objects((made, new_tokens))
+    for shard_titles, _ in shards:
+        titles.update(shard_titles)
+    return sum(tokens for _, tokens in shards)
+
+
+def rank_parts_file(parts_file: str | None) -> str | None:
+    """This rank's parts file: ``parts_file`` in one process, ``<parts_file>.rank<r>`` in several."""
+    if not parts_file or world_size() == 1:
+        return parts_file
+    return f"{parts_file}.rank{rank()}"
+
+
+def all_parts_files(parts_file: str) -> list[str]:
+    """The parts files any earlier run (with any number of processes) may have left."""
+    folder = os.path.dirname(os.path.abspath(parts_file))
+    name = os.path.basename(parts_file)
+    extra = sorted(f for f in os.listdir(folder) if f.startswith(f"{name}.rank") and f[len(name) + 5:].isdigit())
+    return [parts_file] + [os.path.join(folder, f) for f in extra]
 
 
 def _load_parts(parts_file: str | None, fingerprint: str) -> dict:
     """Titles already generated by an interrupted run with the same fingerprint."""
     titles = {}
-    if not parts_file or not os.path.isfile(parts_file):
+    if not parts_file or not os.path.isdir(os.path.dirname(os.path.abspath(parts_file))):
         return titles
-    with open(parts_file, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash: regenerate that pair
-                continue
-            if row.get("fp") == fingerprint:
-                titles[(row["cluster"], row["item"])] = row["title"]
+    for path in all_parts_files(parts_file):
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash: regenerate that pair
+                    continue
+                if row.get("fp") == fingerprint:
+                    titles[(row["cluster"], row["item"])] = row["title"]
     return titles
 
 

@@ -8,6 +8,10 @@ test row: its history plus its target, last ``MAX_ITEM_LIST_LENGTH`` items). Wit
 ``--items`` each user gets a title for their own held-out ad (the history then stops
 before it); with ``--items`` every listed ad is written for every listed user.
 
+``--nproc N`` runs N worker processes (gloo on CPUs, NCCL with one GPU each): users
+and (cluster, ad) pairs are shared out by batch and gathered, and rank 0 writes one
+complete table, the same as one process writes.
+
 ``--clusters K`` clusters the users' embeddings and generates once per (cluster, ad)
 from the centroid; ``--top-m`` / ``--threshold`` prune (cluster, ad) pairs by the
 matching head (pruned pairs keep the original title and are flagged). ``--clusters 0``
@@ -22,9 +26,11 @@ import json
 import os
 import sys
 
+from recbole_hllm.distributed.context import barrier, rank
 from recbole_hllm.inference.clustered import (
     InferenceResult,
     InferenceSettings,
+    all_parts_files,
     personalise,
 )
 from recbole_hllm.inference.clustering import ClusteringError
@@ -35,13 +41,30 @@ class GenerateError(ValueError):
     pass
 
 
-def load_creator(checkpoint: str):
-    from recbole.quick_start import load_data_and_model
+def load_creator(checkpoint: str, device=None):
+    """(config, model in eval mode, test dataset) from a checkpoint, the model on ``device``
+    (default: the device it was trained on); RecBole's ``load_data_and_model`` steps."""
+    import torch
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_logger, init_seed
 
     import recbole_hllm  # noqa: F401
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
-    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RecBole's own format (pickled Config)
+    config = state["config"]
+    config["single_spec"], config["local_rank"] = True, 0  # the data are read whole, in every process
+    if device is not None:
+        config["device"] = torch.device(device)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(state["state_dict"])
+    model.load_other_parameter(state.get("other_parameter"))
     if not isinstance(model, HLLMCreator):
         raise GenerateError(f"{checkpoint} holds a {type(model).__name__} model; hllm-generate needs an "
                             "HLLMCreator checkpoint (run_recbole --model=HLLMCreator)")
@@ -69,10 +92,10 @@ def _ids(dataset, field: str, raw: list[str]) -> list[int]:
 
 
 def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, out_path: str,
-             settings: InferenceSettings | None = None) -> InferenceResult:
+             settings: InferenceSettings | None = None, device=None) -> InferenceResult:
     """Write the title table for the given raw user / item ids (all test users' own ads by default)."""
     settings = settings or InferenceSettings(clusters=0)
-    config, model, dataset = load_creator(checkpoint)
+    config, model, dataset = load_creator(checkpoint, device)
     histories = user_histories(dataset, config["MAX_ITEM_LIST_LENGTH"])
     user_ids = _ids(dataset, dataset.uid_field, users) if users else sorted(histories)
     missing = [dataset.id2token(dataset.uid_field, u) for u in user_ids if u not in histories]
@@ -90,12 +113,16 @@ def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, 
     parts = None if to_stdout else f"{out_path}.parts.jsonl"
     fingerprint = settings.fingerprint(checkpoint, user_ids, sorted({i for _, i in pairs}), model.generation)
     result = personalise(model, histories, pairs, settings, config["MAX_ITEM_LIST_LENGTH"], parts, fingerprint)
+    barrier()  # every rank's parts are written and gathered
+    if rank() != 0:
+        return result
     _write_table(result, dataset, model, out_path)
     if not to_stdout:
         if result.summary:
             _write_json(f"{out_path}.clusters.json", _raw_summary(result.summary, dataset))
-        if os.path.exists(parts):
-            os.remove(parts)
+        for path in all_parts_files(parts):
+            if os.path.exists(path):
+                os.remove(path)
     return result
 
 
@@ -145,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-m", type=int, default=None, help="prune: generate only the M best-matching ads per cluster")
     parser.add_argument("--threshold", type=float, default=None, help="prune: generate only pairs with matching logit >= this")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--nproc", type=int, default=1, help="worker processes (gloo on CPU, NCCL with one GPU each)")
+    parser.add_argument("--port", type=int, default=None, help="rendezvous port for --nproc > 1 (default: a free one)")
+    parser.add_argument("--dist-backend", choices=["auto", "gloo", "nccl"], default="auto")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -159,7 +189,20 @@ def main(argv: list[str] | None = None) -> int:
             show_progress=not args.no_progress)
         if args.clusters < 0:
             raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
-        result = generate(args.checkpoint, split(args.users), split(args.items), args.out, settings)
+        if args.nproc < 1:
+            raise GenerateError(f"--nproc {args.nproc}: expected 1 or more worker processes")
+        job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
+        if args.nproc > 1:
+            from recbole_hllm.distributed.launch import DistributedRunError, spawn
+
+            try:
+                spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job))
+            except DistributedRunError as exc:
+                print(f"hllm-generate: {exc}", file=sys.stderr)
+                return 1
+            print(f"hllm-generate: {args.nproc} processes wrote {args.out}", file=sys.stderr)
+            return 0
+        result = generate(*job)
     except (GenerateError, ClusteringError, FileNotFoundError, ValueError) as exc:
         print(f"hllm-generate: {exc}", file=sys.stderr)
         return 2
@@ -167,6 +210,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hllm-generate: wrote {len(result.rows)} titles ({result.generations} generations, "
           f"{result.new_tokens} new tokens, {pruned} pairs pruned) in {result.seconds:.1f}s", file=sys.stderr)
     return 0
+
+
+def _generate_worker(local_rank: int, nproc: int, port: int, backend: str, job: tuple) -> None:
+    """One rank of ``hllm-generate --nproc``: joins the group, generates its share, gathers."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    from recbole_hllm.distributed.launch import share_cpu_threads
+    from recbole_hllm.distributed.recbole_fixes import choose_backend
+
+    backend = choose_backend(backend)
+    use_cuda = torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    else:
+        share_cpu_threads(nproc)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=local_rank, world_size=nproc,
+                            timeout=datetime.timedelta(minutes=30))
+    try:
+        generate(*job, device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
 from __future__ import annotations
 
 import inspect
-
 import re
 import string
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hllm.distributed.context import global_mean
 from recbole_hllm.llm.backbone import (
     BackboneSpec,
     hidden_size,
@@ -137,13 +137,19 @@ class CreativeLLM(nn.Module):
 
     # -- training -------------------------------------------------------------------
     def loss(self, before_ids, soft_tokens, after_ids, target_ids) -> torch.Tensor:
-        """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token)."""
+        """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token).
+
+        The mean is over every rank's target tokens (one process: this batch's), so the
+        multi-process loss is the global batch's. Every rank calls this at each step,
+        with no rows where its batch has none."""
+        if not target_ids:
+            return global_mean(torch.zeros((), device=self.llm.device), 0)
         embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
         decoder, lm_head = self._base()
         hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, H]
         predicts = labels[:, 1:] != -100  # position t predicts token t+1
         logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
-        return F.cross_entropy(logits, labels[:, 1:][predicts])
+        return global_mean(F.cross_entropy(logits, labels[:, 1:][predicts], reduction="sum"), logits.shape[0])
 
     # -- generation -----------------------------------------------------------------
     @torch.no_grad()

@@ -18,6 +18,7 @@ from recbole.utils import InputType
 
 from recbole_hllm.config import validate_config
 from recbole_hllm.data.item_text import build_item_texts
+from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad
 from recbole_hllm.model.item_encoder import ItemEncoder
 from recbole_hllm.model.losses import LogitScale, full_softmax, sampled_infonce
 from recbole_hllm.model.user_encoder import UserEncoder
@@ -102,7 +103,12 @@ class HLLM(SequentialRecommender):
         return torch.randint(1, self.n_items, (self.num_negatives,), device=device)
 
     def next_item_infonce(self, states, targets, target_vecs, negative_ids, negative_vecs) -> torch.Tensor:
-        """HLLM's InfoNCE over the supervised positions (``targets > 0``) of ``states`` [B, L, H]."""
+        """HLLM's InfoNCE over the supervised positions (``targets > 0``) of ``states`` [B, L, H].
+
+        In a multi-process run every rank's sampled negatives are shared (gathered with
+        their gradients), as the paper gathers them across GPUs."""
+        negative_vecs, _ = gather_with_grad(negative_vecs)
+        negative_ids = gather_no_grad(negative_ids)
         supervised = targets > 0
         return sampled_infonce(states[supervised], target_vecs[supervised], targets[supervised],
                                negative_vecs, negative_ids, self.logit_scale(), self.negative_mask_threshold)

@@ -24,7 +24,7 @@ from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
 from recbole_hllm.model.heads import MatchingHead, SoftTokenProjector, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
-from recbole_hllm.model.losses import LogitScale
+from recbole_hllm.model.losses import LogitScale, full_softmax
 
 LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 
@@ -122,23 +122,28 @@ class HLLMCreator(HLLM):
         if self.loss_weights["match"]:
             negatives = torch.randint(1, self.n_items, (len(pos_items), self.match_negatives), device=item_seq.device)
             losses["match"] = matching_loss(self.match_score(user_vec, pos_items), self.match_score(user_vec, negatives))
+        # Every active loss is computed on every rank at every step, even over no rows:
+        # the losses hold collectives in a multi-process run.
         has_creative = creative_rows >= 0
-        if has_creative.any():
-            rows, u = creative_rows[has_creative].tolist(), user_vec[has_creative]
-            items = pos_items[has_creative].tolist()
-            if self.loss_weights["creative"]:
-                losses["creative"] = self._creative_loss(rows, items, u)
-            with_profile = [i for i, r in enumerate(rows) if self.creative_profiles[r]]
-            if self.loss_weights["align"] and len(with_profile) > 1:
-                profile_vecs = self._profile_vectors()[[rows[i] for i in with_profile]]
-                losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
-            if self.loss_weights["recon"] and with_profile:
-                losses["recon"] = self._recon_loss([rows[i] for i in with_profile], u[with_profile])
+        rows, u = creative_rows[has_creative].tolist(), user_vec[has_creative]
+        items = pos_items[has_creative].tolist()
+        if self.loss_weights["creative"]:
+            losses["creative"] = self._creative_loss(rows, items, u)
+        with_profile = [i for i, r in enumerate(rows) if self.creative_profiles[r]]
+        profile_rows = [rows[i] for i in with_profile]
+        if self.loss_weights["align"]:
+            profile_vecs = self._profile_vectors()[profile_rows]
+            losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
+        if self.loss_weights["recon"]:
+            losses["recon"] = self._recon_loss(profile_rows, u[with_profile])
         zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
         return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
 
     def _rec_loss(self, item_seq, seq_len, pos_items, states):
         targets = next_item_targets(item_seq, seq_len, pos_items)
+        if self.loss_type == "full_softmax":
+            supervised = targets > 0
+            return full_softmax(states[supervised], self.item_table(), targets[supervised], self.logit_scale())
         negative_ids = self.sample_negatives(item_seq.device)
         return self.next_item_infonce(states, targets, self.item_vectors(targets), negative_ids,
                                       self.item_vectors(negative_ids))
@@ -155,11 +160,15 @@ class HLLMCreator(HLLM):
         return self.user_to_creative(user_vec) if self.use_user_embedding else None
 
     def _creative_loss(self, rows, items, user_vec):
+        if not rows:
+            return self.creative.loss([], None, [], [])
         before, after = self._prompt_parts(self.template, items)
         targets = self.creative.target_ids([self.creative_titles[r] for r in rows])
         return self.creative.loss(before, self._soft_tokens(user_vec), after, targets)
 
     def _recon_loss(self, rows, user_vec):
+        if not rows:
+            return self.creative.loss([], None, [], [])
         before_text, after_text = self.profile_template.split()
         before = self.creative.token_ids([before_text] * len(rows))
         after = self.creative.token_ids([after_text] * len(rows))
@@ -180,16 +189,20 @@ class HLLMCreator(HLLM):
         return {k: v for k, v in self.generation.items() if k != "batch_size"}
 
     @torch.no_grad()
-    def generate_titles(self, item_seq, seq_len, item_ids, **overrides) -> tuple[list[str], int]:
+    def generate_titles(self, item_seq, seq_len, item_ids, shard: tuple[int, int] = (0, 1),
+                        **overrides) -> tuple[list[str | None], int]:
         """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``.
 
         Rows are batched by prompt length (less padding to compute) and returned in
-        the input order."""
+        the input order. ``shard=(rank, world)`` generates only every world-th batch
+        (None for the other rows): the batches are the same for any world size, so
+        the shards of a multi-process run together equal the one-process output."""
         settings = {**self.generation, **overrides}
         batch_size = settings.pop("batch_size")
         order = self.prompt_length_order(item_ids.tolist())
         titles, new_tokens = [None] * len(order), 0
-        for start in range(0, len(order), batch_size):
+        this_rank, world = shard
+        for start in range(this_rank * batch_size, len(order), world * batch_size):
             part = torch.tensor(order[start : start + batch_size], device=item_seq.device)
             user_vec = self.user_embedding(item_seq[part], seq_len[part])
             texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), **settings)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from recbole_hllm.distributed.context import gather_objects, rank, sum_across_ranks, world_size
 from recbole_hllm.llm.backbone import BackboneSpec, load_backbone, load_tokenizer, resolve_dtype
 from recbole_hllm.llm.embedded import cache_root
 
@@ -55,6 +56,7 @@ class ItemEncoder(nn.Module):
                                        requires_grad=not self.frozen)
         self._llm = None  # _Hidden (frozen) or registered module (trainable)
         self._frozen_table = None
+        self.items_embedded = 0  # item texts this process ran through the LLM for whole tables
         if not self.frozen:
             self.llm = self._load_llm()
 
@@ -92,12 +94,14 @@ class ItemEncoder(nn.Module):
 
     def _load_or_compute_table(self) -> torch.Tensor:
         path = self._cache_path()
-        if self.use_disk_cache and os.path.isfile(path):
+        # all ranks take the same branch (the computation below is a collective), even
+        # where nodes do not share the cache folder
+        if self.use_disk_cache and all(gather_objects(os.path.isfile(path))):
             getLogger(__name__).info("item embeddings loaded from cache %s", path)
             return torch.load(path, map_location="cpu", weights_only=True)
         with torch.no_grad():
             table = self._compute_table().cpu()
-        if self.use_disk_cache:
+        if self.use_disk_cache and rank() == 0:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             torch.save(table, tmp)
@@ -105,13 +109,16 @@ class ItemEncoder(nn.Module):
         return table
 
     def _compute_table(self) -> torch.Tensor:
+        """Every item's embedding; in a multi-process run each rank embeds every
+        world-th batch and the shards are summed (each item is embedded once in all)."""
         n_items = self.text_tokens.shape[0]
         table = torch.zeros(n_items, self.hidden_size, device=self.device)
         order = torch.argsort(self.text_lengths[1:], descending=True) + 1  # length buckets
-        batches = order.split(self.batch_size)
+        batches = order.split(self.batch_size)[rank()::world_size()]
         for ids in tqdm(batches, desc="item embeddings", unit="batch", disable=not self.show_progress):
             table[ids] = self._encode(ids.to(self.device))
-        return table
+        self.items_embedded += sum(len(ids) for ids in batches)
+        return sum_across_ranks(table)
 
     def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Run the item LLM on the texts of ``item_ids`` [N] -> [N, hidden] float32."""

@@ -1,4 +1,8 @@
-"""Next-item losses on cosine similarities (HLLM's recipe)."""
+"""Next-item losses on cosine similarities (HLLM's recipe).
+
+Means are taken over every rank's positions (:func:`~recbole_hllm.distributed.context.global_mean`),
+so a multi-process run optimises the loss of its global batch.
+"""
 from __future__ import annotations
 
 import math
@@ -6,6 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recbole_hllm.distributed.context import global_mean
 
 
 class LogitScale(nn.Module):
@@ -42,11 +48,12 @@ def sampled_infonce(predictions, positives, positive_ids, negatives, negative_id
     # mask after scaling: -inf * d(scale) would make the scale's gradient NaN
     neg_logits = neg_logits.masked_fill(too_close, float("-inf"))
     logits = torch.cat([pos_logits, neg_logits], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    labels = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+    return global_mean(F.cross_entropy(logits, labels, reduction="sum"), len(logits))
 
 
 def full_softmax(predictions, item_table, target_ids, scale):
     """Cross-entropy over every item: ``[P, H]`` vs ``[n_items, H]``; item 0 (padding) excluded."""
     logits = F.normalize(predictions, dim=-1) @ F.normalize(item_table, dim=-1).T * scale
     logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, target_ids)
+    return global_mean(F.cross_entropy(logits, target_ids, reduction="sum"), len(target_ids))

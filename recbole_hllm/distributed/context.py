@@ -1,0 +1,103 @@
+"""The process group as the models see it: rank, world size and the few collectives they need.
+
+Every helper is a no-op (or the identity) in a single process, so model code calls
+them unconditionally and one code path serves a laptop and a multi-GPU run.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def global_mean(loss_sum: torch.Tensor, count) -> torch.Tensor:
+    """This rank's share of a mean over every rank's items (tokens, positions, rows).
+
+    DDP averages gradients over ranks, so each rank returns ``loss_sum * world / global_count``:
+    the average over ranks is then ``sum over all items / global_count``, the loss one
+    process would compute on the whole global batch, however unevenly the items fell.
+    """
+    count = torch.as_tensor(count, dtype=torch.float32, device=loss_sum.device)
+    if not is_distributed():
+        return loss_sum / count.clamp(min=1)
+    total = count.detach().clone()
+    dist.all_reduce(total)
+    return loss_sum * world_size() / total.clamp(min=1)
+
+
+def gather_with_grad(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate every rank's ``rows`` [N_r, ...] in rank order, gradients flowing back.
+
+    Returns (``[sum N_r, ...]``, offset of this rank's rows). Ranks may hold different
+    numbers of rows: they are padded to the largest for the collective and cut after.
+    """
+    if not is_distributed():
+        return rows, 0
+    sizes = _all_sizes(len(rows), rows.device)
+    padded = torch.cat([rows, rows.new_zeros(max(sizes) - len(rows), *rows.shape[1:])]) if len(rows) < max(sizes) \
+        else rows
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(padded.contiguous())
+    gathered = torch.cat([part[:n] for part, n in zip(parts, sizes)])
+    return gathered, sum(sizes[: rank()])
+
+
+def gather_no_grad(rows: torch.Tensor) -> torch.Tensor:
+    """Like :func:`gather_with_grad` for tensors that need no gradient (ids, masks)."""
+    if not is_distributed():
+        return rows
+    sizes = _all_sizes(len(rows), rows.device)
+    padded = torch.cat([rows, rows.new_zeros(max(sizes) - len(rows), *rows.shape[1:])]) if len(rows) < max(sizes) \
+        else rows
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+def gather_objects(value) -> list:
+    """Every rank's picklable ``value``, in rank order (a one-item list in one process)."""
+    if not is_distributed():
+        return [value]
+    out = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def broadcast_object(value, src: int = 0):
+    """Rank ``src``'s ``value`` on every rank."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def sum_across_ranks(table: torch.Tensor) -> torch.Tensor:
+    """In-place sum of ``table`` over ranks (disjoint shards filled with zeros elsewhere -> the whole table)."""
+    if is_distributed():
+        dist.all_reduce(table)
+    return table
+
+
+def _all_sizes(n: int, device) -> list[int]:
+    size = torch.tensor([n], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    return [int(s) for s in sizes]

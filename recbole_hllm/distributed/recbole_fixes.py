@@ -1,0 +1,130 @@
+"""RecBole 1.2.1's distributed mode, made to run without CUDA. Applied by ``import recbole_hllm``.
+
+RecBole's engine (``--nproc``, ``--world_size``, ``--ip``, ``--port``, ``--group_offset``;
+workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixes:
+
+* ``Config._init_device`` always starts an NCCL group and calls
+  ``torch.cuda.set_device``, and asserts one ``gpu_id`` per process, so ``nproc > 1``
+  dies on a CPU-only machine. When CUDA is absent, or ``dist_backend: gloo`` is set,
+  the group is started with gloo (timeout ``dist_timeout`` seconds) and the device is
+  the CPU (or ``cuda:<local_rank>`` when CUDA is there and gloo was asked for).
+  With CUDA and ``dist_backend: auto`` / ``nccl`` RecBole's own code runs, unchanged.
+* ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
+  device_ids=[local_rank])``, which DDP refuses for a CPU module; on the CPU the
+  wrapper is built without ``device_ids`` (and without SyncBatchNorm, CUDA-only).
+* Evaluation loaders get torch's ``DistributedSampler``, which pads the last shard by
+  repeating users, so the metrics count some users twice. For this plugin's models,
+  whose trainer gathers every rank's rankings before computing metrics, evaluation
+  shards are strided without padding: every user is evaluated exactly once.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+
+import torch
+
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+def choose_backend(requested: str | None) -> str:
+    """``auto`` -> NCCL when CUDA is available, else gloo."""
+    requested = (requested or "auto").lower()
+    if requested not in BACKENDS:
+        raise ValueError(f"dist_backend = {requested!r}: expected one of {', '.join(BACKENDS)}")
+    if requested == "auto":
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    if requested == "nccl" and not torch.cuda.is_available():
+        raise ValueError("dist_backend = 'nccl' needs CUDA, and none is available: use 'gloo' (or 'auto')")
+    return requested
+
+
+def gloo_device_init(original):
+    def _init_device(self):
+        final = self.final_config_dict
+        if "local_rank" not in final or choose_backend(final.get("dist_backend")) == "nccl":
+            return original(self)
+        local_rank, use_cuda = final["local_rank"], torch.cuda.is_available() and final.get("use_gpu", True)
+        if not isinstance(final["gpu_id"], str):
+            final["gpu_id"] = ",".join(map(str, final["gpu_id"])) if isinstance(final["gpu_id"], tuple) \
+                else str(final["gpu_id"])
+        torch.distributed.init_process_group(
+            backend="gloo", rank=local_rank + final["offset"], world_size=final["world_size"],
+            init_method=f"tcp://{final['ip']}:{final['port']}",
+            timeout=datetime.timedelta(seconds=float(final.get("dist_timeout") or 1800)))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        final["device"] = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+        final["single_spec"] = False
+        if local_rank != 0:  # as RecBole: only rank 0 logs
+            final.update(state="error", show_progress=False, verbose=False)
+
+    _init_device._recbole_hllm = True
+    return _init_device
+
+
+def cpu_ddp_trainer_init(original):
+    def __init__(self, config, model):
+        if config["single_spec"] or config["device"].type != "cpu":
+            return original(self, config, model)
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.config = config
+        self.model = model
+        self.distributed_model = DistributedDataParallel(model)  # CPU: no device_ids
+
+    __init__._recbole_hllm = True
+    return __init__
+
+
+class StridedShardSampler(torch.utils.data.Sampler):
+    """Indices ``rank, rank + world, ...`` of ``range(len(data_source))``: no padding, no repeats."""
+
+    def __init__(self, data_source, num_replicas=None, rank=None, shuffle=False, drop_last=False, **_):
+        self.indices = list(range(len(data_source)))[
+            (torch.distributed.get_rank() if rank is None else rank)::
+            (torch.distributed.get_world_size() if num_replicas is None else num_replicas)]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def set_epoch(self, epoch):  # API parity with DistributedSampler
+        pass
+
+
+@contextlib.contextmanager
+def _sampler_class(replacement):
+    module = torch.utils.data.distributed
+    original = module.DistributedSampler
+    module.DistributedSampler = replacement
+    try:
+        yield
+    finally:
+        module.DistributedSampler = original
+
+
+def unpadded_eval_shards(original, is_plugin_model):
+    def __init__(self, config, dataset, sampler, shuffle=False):
+        if config["single_spec"] or shuffle or not is_plugin_model(config["model"]):
+            return original(self, config, dataset, sampler, shuffle)
+        with _sampler_class(StridedShardSampler):
+            return original(self, config, dataset, sampler, shuffle)
+
+    __init__._recbole_hllm = True
+    return __init__
+
+
+def apply(is_plugin_model) -> None:
+    from recbole.config import Config
+    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
+    from recbole.trainer.trainer import AbstractTrainer
+
+    if not getattr(Config._init_device, "_recbole_hllm", False):
+        Config._init_device = gloo_device_init(Config._init_device)
+    if not getattr(AbstractTrainer.__init__, "_recbole_hllm", False):
+        AbstractTrainer.__init__ = cpu_ddp_trainer_init(AbstractTrainer.__init__)
+    if not getattr(AbstractDataLoader.__init__, "_recbole_hllm", False):
+        AbstractDataLoader.__init__ = unpadded_eval_shards(AbstractDataLoader.__init__, is_plugin_model)
