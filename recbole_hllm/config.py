@@ -54,6 +54,8 @@ RULES: dict[str, Rule] = {
     "item_embedding_cache": Rule("true or false", _is_bool),
     "item_embed_batch_size": Rule("an int >= 1", _int_at_least(1)),
     "torch_threads": Rule("an int >= 1 or null", _int_at_least(1), optional=True),
+    "dist_backend": Rule("'auto', 'gloo' or 'nccl'", _one_of("auto", "gloo", "nccl"), optional=True),
+    "dist_timeout": Rule("a number of seconds > 0", _number_at_least(0, strict=True), optional=True),
     "trust_remote_code": Rule("true or false", _is_bool, optional=True),
 }
 for _role in ("item", "user"):

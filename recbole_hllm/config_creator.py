@@ -31,6 +31,8 @@ CREATOR_RULES = {
     "creative_llm_activation_checkpointing": Rule("an int >= 0 (0: off; n: every n-th layer)", _int_at_least(0),
                                                   optional=True),
     "creative_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
+    "creative_llm_fsdp": Rule("true or false (shard the creative LLM's layers over the processes)", _is_bool,
+                              optional=True),
     "creative_title_field": Rule("an item field name", _is_str),
     "generation_share_prefix": Rule("true or false", _is_bool, optional=True),
     "creative_file": Rule("a path to a .creative file or null", _is_str, optional=True),

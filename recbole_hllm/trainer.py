@@ -32,7 +32,8 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
-from recbole_hllm.distributed.context import barrier, broadcast_object, gather_objects, rank, world_size
+from recbole_hllm.distributed.context import barrier, broadcast_object, gather_objects, rank
+from recbole_hllm.distributed.fsdp import full_state_dict, has_sharded_params, is_sharded, load_full_state_dict
 from recbole_hllm.evaluation.generation import GENERATION_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
 
 
@@ -47,17 +48,31 @@ class HLLMTrainer(Trainer):
             self.saved_model_file = broadcast_object(self.saved_model_file)
             self.evaluator.evaluate = _on_every_ranks_rows(self.evaluator.evaluate)
 
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and has_sharded_params(self.model):  # whole tensors into the shards, on every rank
+            checkpoint = torch.load(model_file or self.saved_model_file, map_location="cpu", weights_only=False)
+            load_full_state_dict(self.model, checkpoint["state_dict"])  # our own checkpoint (pickled Config)
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            load_best_model = False
+        return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+
     def _map_reduce(self, result, num_sample):
         """The evaluator already saw every rank's rows: its result is the global one."""
         return result
 
+    def sync_grad_loss(self):
+        """RecBole's zero that touches every parameter (so DDP sees each one used), minus
+        the FSDP-sharded ones, which DDP ignores and which cannot mix with plain tensors."""
+        return sum((p.sum() * 0 for p in self.model.parameters() if not is_sharded(p)), torch.zeros(()))
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         path = kwargs.pop("saved_model_file", self.saved_model_file)
+        model_state, optimizer_state = full_state_dict(self.model, self.optimizer)  # all ranks (FSDP: collective)
         if rank() == 0:
             state = {
                 "config": _single_process_config(self.config), "epoch": epoch, "cur_step": self.cur_step,
-                "best_valid_score": self.best_valid_score, "state_dict": self.model.state_dict(),
-                "other_parameter": self.model.other_parameter(), "optimizer": self.optimizer.state_dict(),
+                "best_valid_score": self.best_valid_score, "state_dict": model_state,
+                "other_parameter": self.model.other_parameter(), "optimizer": optimizer_state,
             }
             tmp = f"{path}.tmp"
             torch.save(state, tmp, pickle_protocol=4)
@@ -72,7 +87,8 @@ def _single_process_config(config):
     if config["single_spec"]:
         return config
     saved = copy.copy(config)
-    saved.final_config_dict = {**config.final_config_dict, "single_spec": True, "local_rank": 0}
+    saved.final_config_dict = {**config.final_config_dict, "single_spec": True, "local_rank": 0,
+                               "creative_llm_fsdp": False}
     for key in ("world_size", "nproc", "offset", "ip", "port"):
         saved.final_config_dict.pop(key, None)
     return saved
@@ -165,7 +181,7 @@ class HLLMCreatorTrainer(HLLMTrainer):
         seq = feat[model.ITEM_SEQ][rows].to(self.device)
         seq_len = feat[model.ITEM_SEQ_LEN][rows].to(self.device)
         items = feat[model.ITEM_ID][rows].to(self.device)
-        shard, _ = model.generate_titles(seq, seq_len, items, shard=(rank(), world_size()))
+        shard, _ = model.generate_titles(seq, seq_len, items, shard=model.generation_shard())
         generated = _merge_shards(gather_objects(shard))
         creative_rows = feat[CREATIVE_INDEX][rows].tolist()
         users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())

@@ -149,9 +149,14 @@ def test_two_process_creator_run_matches_one_process(tmp_path):
         data, checkpoint_dir=str(tmp_path / "one"), **settings))
     two = run("HLLMCreator", "tiny", nproc=2, port=str(_free_port()), config_dict=tiny_creator_config(
         data, checkpoint_dir=str(tmp_path / "two"), **settings))
-    assert set(two["test_result"]) == set(one["test_result"]) and "rouge-l" in two["test_result"]
+    # the same, with the creative LLM's decoder layers sharded by FSDP (gloo on the CPU)
+    sharded = run("HLLMCreator", "tiny", nproc=2, port=str(_free_port()), config_dict=tiny_creator_config(
+        data, checkpoint_dir=str(tmp_path / "fsdp"), creative_llm_fsdp=True, **settings))
+    assert set(two["test_result"]) == set(one["test_result"]) == set(sharded["test_result"])
+    assert "rouge-l" in two["test_result"]
     for key, value in one["test_result"].items():
         assert two["test_result"][key] == pytest.approx(value, abs=1e-3), key
+        assert sharded["test_result"][key] == pytest.approx(value, abs=1e-3), key
     [checkpoint] = list((tmp_path / "two").glob("HLLMCreator-*.pth"))
     assert not list((tmp_path / "two").glob("*.tmp"))  # written atomically, by rank 0
     titles = (tmp_path / "two" / checkpoint.name.replace(".pth", "-titles.jsonl")).read_text().splitlines()
@@ -163,3 +168,13 @@ def test_two_process_creator_run_matches_one_process(tmp_path):
     trainer = HLLMCreatorTrainer(config, model)
     trainer.saved_model_file = str(tmp_path / "reeval.pth")
     assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(two["test_result"])
+    [sharded_checkpoint] = list((tmp_path / "fsdp").glob("HLLMCreator-*.pth"))
+    config, model, *_ = load_data_and_model(str(sharded_checkpoint))  # whole tensors, loadable in one process
+    assert not config["creative_llm_fsdp"] and model.creative.fsdp is False
+
+
+def test_fsdp_needs_several_processes(tiny_creative_data):
+    from recbole_hllm.model.hllm_creator import HLLMCreator
+
+    with pytest.raises(ValueError, match="creative_llm_fsdp: True shards the creative LLM over several processes"):
+        build_model(HLLMCreator, tiny_creator_config(tiny_creative_data, creative_llm_fsdp=True))

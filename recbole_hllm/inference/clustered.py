@@ -145,8 +145,10 @@ def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles:
     centroid_table = torch.from_numpy(centroids).to(model.device)
     new_tokens, made = 0, {}
     generation = model.decoding_settings
-    starts = range(rank() * settings.batch_size, len(todo), world_size() * settings.batch_size)
-    sink_path = rank_parts_file(parts_file)
+    shard_rank, shard_world = model.generation_shard()
+    starts = range(shard_rank * settings.batch_size, len(todo), shard_world * settings.batch_size)
+    # with a sharded creative LLM every rank makes every title: rank 0 keeps the parts
+    sink_path = rank_parts_file(parts_file) if shard_world > 1 or rank() == 0 else None
     sink_context = open(sink_path, "a", encoding="utf-8") if sink_path else contextlib.nullcontext()
     with sink_context as sink, tqdm(total=len(todo), desc="generations", unit="title",
                                     disable=not settings.show_progress or rank() != 0) as bar:
@@ -162,8 +164,8 @@ def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles:
                                           ensure_ascii=False) + "\n")
             if sink:
                 sink.flush()
-            bar.update(len(chunk) * world_size())
-    shards = gather_objects((made, new_tokens))
+            bar.update(len(chunk) * shard_world)
+    shards = gather_objects((made, new_tokens)) if shard_world > 1 else [(made, new_tokens)]
     for shard_titles, _ in shards:
         titles.update(shard_titles)
     return sum(tokens for _, tokens in shards)

@@ -41,7 +41,7 @@ class GenerateError(ValueError):
     pass
 
 
-def load_creator(checkpoint: str, device=None):
+def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     """(config, model in eval mode, test dataset) from a checkpoint, the model on ``device``
     (default: the device it was trained on); RecBole's ``load_data_and_model`` steps."""
     import torch
@@ -49,6 +49,7 @@ def load_creator(checkpoint: str, device=None):
     from recbole.utils import get_model, init_logger, init_seed
 
     import recbole_hllm  # noqa: F401
+    from recbole_hllm.distributed.fsdp import load_full_state_dict
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
     if not os.path.isfile(checkpoint):
@@ -58,12 +59,13 @@ def load_creator(checkpoint: str, device=None):
     config["single_spec"], config["local_rank"] = True, 0  # the data are read whole, in every process
     if device is not None:
         config["device"] = torch.device(device)
+    config["creative_llm_fsdp"] = fsdp  # shard the creative LLM's layers over the ranks (--fsdp)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     train_data, _, test_data = data_preparation(config, create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(state["state_dict"])
+    load_full_state_dict(model, state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
     if not isinstance(model, HLLMCreator):
         raise GenerateError(f"{checkpoint} holds a {type(model).__name__} model; hllm-generate needs an "
@@ -92,10 +94,10 @@ def _ids(dataset, field: str, raw: list[str]) -> list[int]:
 
 
 def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, out_path: str,
-             settings: InferenceSettings | None = None, device=None) -> InferenceResult:
+             settings: InferenceSettings | None = None, device=None, fsdp: bool = False) -> InferenceResult:
     """Write the title table for the given raw user / item ids (all test users' own ads by default)."""
     settings = settings or InferenceSettings(clusters=0)
-    config, model, dataset = load_creator(checkpoint, device)
+    config, model, dataset = load_creator(checkpoint, device, fsdp)
     histories = user_histories(dataset, config["MAX_ITEM_LIST_LENGTH"])
     user_ids = _ids(dataset, dataset.uid_field, users) if users else sorted(histories)
     missing = [dataset.id2token(dataset.uid_field, u) for u in user_ids if u not in histories]
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nproc", type=int, default=1, help="worker processes (gloo on CPU, NCCL with one GPU each)")
     parser.add_argument("--port", type=int, default=None, help="rendezvous port for --nproc > 1 (default: a free one)")
     parser.add_argument("--dist-backend", choices=["auto", "gloo", "nccl"], default="auto")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="with --nproc > 1: shard the creative LLM's layers over the processes (large models)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
@@ -192,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.nproc < 1:
             raise GenerateError(f"--nproc {args.nproc}: expected 1 or more worker processes")
         job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
+        if args.fsdp and args.nproc < 2:
+            raise GenerateError("--fsdp shards the creative LLM over processes: give --nproc 2 or more")
         if args.nproc > 1:
             from recbole_hllm.distributed.launch import DistributedRunError, spawn
 
             try:
-                spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job))
+                spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job, args.fsdp))
             except DistributedRunError as exc:
                 print(f"hllm-generate: {exc}", file=sys.stderr)
                 return 1
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _generate_worker(local_rank: int, nproc: int, port: int, backend: str, job: tuple) -> None:
+def _generate_worker(local_rank: int, nproc: int, port: int, backend: str, job: tuple, fsdp: bool) -> None:
     """One rank of ``hllm-generate --nproc``: joins the group, generates its share, gathers."""
     import datetime
 
@@ -231,7 +237,7 @@ def _generate_worker(local_rank: int, nproc: int, port: int, backend: str, job: 
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=local_rank, world_size=nproc,
                             timeout=datetime.timedelta(minutes=30))
     try:
-        generate(*job, device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
+        generate(*job, device=torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"), fsdp=fsdp)
     finally:
         dist.destroy_process_group()
 

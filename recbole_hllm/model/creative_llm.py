@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hllm.distributed.context import global_mean
+from recbole_hllm.distributed.fsdp import shard_decoder_layers
 from recbole_hllm.llm.backbone import (
     BackboneSpec,
     hidden_size,
@@ -63,6 +64,9 @@ class CreativeLLM(nn.Module):
         self.dtype = resolve_dtype(self.spec.dtype, device)
         self.llm, self.tokenizer = load_backbone(self.spec, device, causal_lm=True)
         enable_activation_checkpointing(self.llm, config["creative_llm_activation_checkpointing"] or 0)
+        self.fsdp = bool(config["creative_llm_fsdp"])  # decoder layers sharded over the ranks (distributed/fsdp.py)
+        if self.fsdp:
+            shard_decoder_layers(self.llm, device)
         self.hidden_size = hidden_size(self.llm)
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
@@ -143,13 +147,21 @@ class CreativeLLM(nn.Module):
         multi-process loss is the global batch's. Every rank calls this at each step,
         with no rows where its batch has none."""
         if not target_ids:
-            return global_mean(torch.zeros((), device=self.llm.device), 0)
+            return global_mean(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
         embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
         decoder, lm_head = self._base()
         hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, H]
         predicts = labels[:, 1:] != -100  # position t predicts token t+1
         logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
         return global_mean(F.cross_entropy(logits, labels[:, 1:][predicts], reduction="sum"), logits.shape[0])
+
+    def _idle_forward(self) -> torch.Tensor:
+        """A zero that went through every sharded layer: with FSDP all ranks must run each
+        forward and backward together, even a rank whose batch has nothing to learn."""
+        decoder, _ = self._base()
+        embeds = self.llm.get_input_embeddings().weight[:1][None]  # [1, 1, H]
+        hidden = decoder(inputs_embeds=embeds.to(self.dtype), use_cache=False).last_hidden_state
+        return hidden.float().sum() * 0
 
     # -- generation -----------------------------------------------------------------
     @torch.no_grad()
@@ -183,6 +195,7 @@ class CreativeLLM(nn.Module):
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
             use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **sampling,
+            **({"synced_gpus": True} if self.fsdp else {}),  # sharded layers: ranks decode in step
         )
         texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
         new_tokens = int((output != self.tokenizer.pad_token_id).sum())

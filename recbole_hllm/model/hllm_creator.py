@@ -21,6 +21,8 @@ from recbole_hllm.config import validate_config
 from recbole_hllm.config_creator import CREATOR_RULES
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
+from recbole_hllm.distributed.context import rank, world_size
+from recbole_hllm.distributed.fsdp import ignore_sharded_in_ddp
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
 from recbole_hllm.model.heads import MatchingHead, SoftTokenProjector, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
@@ -62,6 +64,13 @@ class HLLMCreator(HLLM):
         title_field = config["creative_title_field"]
         self.original_titles = item_field_texts(dataset, title_field) if title_field in dataset.item_feat else None
         self._profile_table = None  # [n_creative_rows, H_item] profile embeddings (align loss)
+        if self.creative.fsdp:  # FSDP owns the sharded layers' gradients, not RecBole's DDP wrapper
+            ignore_sharded_in_ddp(self)
+
+    def generation_shard(self) -> tuple[int, int]:
+        """(rank, world) whose share of generation batches this process writes; with a
+        sharded creative LLM every rank runs every batch (its layers need all ranks)."""
+        return (0, 1) if self.creative.fsdp else (rank(), world_size())
 
     @property
     def active_losses(self) -> list[str]:
