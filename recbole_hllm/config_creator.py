@@ -9,6 +9,7 @@ CREATOR_RULES = {
     "profile_prompt": Rule("a template string with {user} once", _is_str),
     "creative_max_target_len": Rule("an int >= 1 (tokens)", _int_at_least(1)),
     "use_user_embedding": Rule("true or false", _is_bool),
+    "share_soft_token_projector": Rule("true or false", _is_bool, optional=True),
     "match_negatives": Rule("an int >= 1", _int_at_least(1)),
     "match_hidden_size": Rule("an int >= 1", _int_at_least(1)),
     "generation_max_new_tokens": Rule("an int >= 1", _int_at_least(1)),

@@ -64,6 +64,13 @@ def test_switching_losses_off_removes_them(tiny_creative_data):
     assert len(model.calculate_loss(_batch_with_creative(train, model.device))) == 3
 
 
+def test_shared_projector_learns_from_the_profile_task(tiny_creative_data):
+    model, train, _, _ = build(tiny_creative_data, share_soft_token_projector=True, **_only("recon"))
+    assert model.user_to_profile is model.user_to_creative
+    model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
+    assert model.user_to_creative.linear.weight.grad.abs().sum() > 0  # the title prompt's projector moved
+
+
 def test_ablation_without_user_embedding(tiny_creative_data):
     model, train, _, _ = build(tiny_creative_data, use_user_embedding=False, **_only("creative"))
     model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()

@@ -50,11 +50,9 @@ def gather_with_grad(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
     if not is_distributed():
         return rows, 0
     sizes = _all_sizes(len(rows), rows.device)
-    padded = torch.cat([rows, rows.new_zeros(max(sizes) - len(rows), *rows.shape[1:])]) if len(rows) < max(sizes) \
-        else rows
     from torch.distributed.nn.functional import all_gather
 
-    parts = all_gather(padded.contiguous())
+    parts = all_gather(_pad_rows(rows, max(sizes)))
     gathered = torch.cat([part[:n] for part, n in zip(parts, sizes)])
     return gathered, sum(sizes[: rank()])
 
@@ -64,10 +62,9 @@ def gather_no_grad(rows: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return rows
     sizes = _all_sizes(len(rows), rows.device)
-    padded = torch.cat([rows, rows.new_zeros(max(sizes) - len(rows), *rows.shape[1:])]) if len(rows) < max(sizes) \
-        else rows
+    padded = _pad_rows(rows, max(sizes))
     parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
+    dist.all_gather(parts, padded)
     return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
 
@@ -94,6 +91,13 @@ def sum_across_ranks(table: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(table)
     return table
+
+
+def _pad_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``rows`` [N, ...] with zero rows appended up to ``n`` (collectives need equal shapes)."""
+    if len(rows) < n:
+        rows = torch.cat([rows, rows.new_zeros(n - len(rows), *rows.shape[1:])])
+    return rows.contiguous()
 
 
 def _all_sizes(n: int, device) -> list[int]:

@@ -52,7 +52,10 @@ class HLLMCreator(HLLM):
         self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
         token_norm = self.creative.mean_token_norm()
         self.user_to_creative = SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
-        self.user_to_profile = SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
+        # shared: the soft token the creative LLM learns to read when rewriting the profile
+        # (every profile token depends on U) is the one the title prompt gets
+        self.user_to_profile = self.user_to_creative if config["share_soft_token_projector"] else \
+            SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
         self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_proj = nn.Linear(h_user, self.item_encoder.hidden_size, bias=False)
         self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
