@@ -3,4 +3,5 @@ import sys
 
 from recbole_hllm.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned worker processes import this module too
+    sys.exit(main())
