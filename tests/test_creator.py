@@ -95,6 +95,21 @@ def test_soft_token_lands_where_the_template_says(tiny_creative_data):
         model.creative.token_ids([prefix])[0])
 
 
+def test_weighted_title_loss(tiny_creative_data):
+    """Unit weights give the plain mean; weight on one token only gives that token's loss."""
+    model, _, _, _ = build(tiny_creative_data)
+    creative = model.creative
+    before, after = model._prompt_parts(model.template, [1, 2])
+    soft = model.user_to_creative(torch.randn(2, model.user_encoder.hidden_size, device=model.device))
+    targets = creative.target_ids(["a b", "c"])
+    plain = creative.loss(before, soft, after, targets)
+    ones = [[1.0] * len(t) for t in targets]
+    assert torch.allclose(creative.loss(before, soft, after, targets, ones), plain)
+    first_row_only = [[1.0] * len(targets[0]), [0.0] * len(targets[1])]
+    row0 = creative.loss(before[:1], soft[:1], after[:1], targets[:1])
+    assert torch.allclose(creative.loss(before, soft, after, targets, first_row_only), row0, atol=1e-5)
+
+
 def test_generation_from_embeddings_matches_generation_from_tokens(tiny_creative_data):
     model, _, _, _ = build(tiny_creative_data)
     creative = model.creative

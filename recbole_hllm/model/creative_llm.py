@@ -140,12 +140,13 @@ class CreativeLLM(nn.Module):
         return embeds.to(self.dtype), mask, label_tensor
 
     # -- training -------------------------------------------------------------------
-    def loss(self, before_ids, soft_tokens, after_ids, target_ids) -> torch.Tensor:
+    def loss(self, before_ids, soft_tokens, after_ids, target_ids, target_weights=None) -> torch.Tensor:
         """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token).
 
-        The mean is over every rank's target tokens (one process: this batch's), so the
-        multi-process loss is the global batch's. Every rank calls this at each step,
-        with no rows where its batch has none."""
+        ``target_weights`` (one list per row, one weight per target token) turns it into
+        a weighted mean. The mean is over every rank's target tokens (one process: this
+        batch's), so the multi-process loss is the global batch's. Every rank calls this
+        at each step, with no rows where its batch has none."""
         if not target_ids:
             return global_mean(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
         embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
@@ -153,7 +154,11 @@ class CreativeLLM(nn.Module):
         hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, H]
         predicts = labels[:, 1:] != -100  # position t predicts token t+1
         logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
-        return global_mean(F.cross_entropy(logits, labels[:, 1:][predicts], reduction="sum"), logits.shape[0])
+        token_nll = F.cross_entropy(logits, labels[:, 1:][predicts], reduction="none")  # row-major, as target_ids
+        if target_weights is None:
+            return global_mean(token_nll.sum(), len(token_nll))
+        weights = torch.tensor([w for row in target_weights for w in row], device=token_nll.device)
+        return global_mean((token_nll * weights).sum(), weights.sum())
 
     def _idle_forward(self) -> torch.Tensor:
         """A zero that went through every sharded layer: with FSDP all ranks must run each
