@@ -13,7 +13,9 @@ sampled negative. Each finished run is appended to ``<out-dir>/recsys-<dataset>.
 with package versions, the git commit and a hash of its final config; a rerun skips
 (model, seed, config hash) already there. The summary ``recsys-<dataset>.md`` gives
 mean +- std over seeds, and ``recsys-<dataset>.png`` plots NDCG@10 against training
-time (needs matplotlib: ``pip install -e .[bench]``).
+time (needs matplotlib: ``pip install -e .[bench]``). HLLMCreator runs like the others
+(``--dataset ads-synth --models HLLMCreator,HLLM,SASRec``) and also records its
+``generation_metrics`` (ROUGE-L, interest-hit, ... of the test titles).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20"]
+GENERATION_METRICS = ["rouge-l", "interest_hit", "off_facet", "titles_per_ad"]  # table columns, when present
 PAIRWISE = {"FPMC", "BPR", "NPE", "TransRec", "SHAN", "HRM"}  # RecBole models trained with sampled negatives
 
 
@@ -62,9 +65,10 @@ def run_one(model_name: str, dataset: str, seed: int, overrides: dict) -> dict:
     trainer.fit(train, valid, saved=True, show_progress=False)
     train_seconds = time.perf_counter() - start
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
+    generation = (config["generation_metrics"] or []) if "generation_metrics" in config else []
     return {
         "model": model_name, "dataset": dataset, "seed": seed,
-        **{m: round(float(test_result[m]), 6) for m in METRICS if m in test_result},
+        **{m: round(float(test_result[m]), 6) for m in [*METRICS, *generation] if m in test_result},
         "best_epoch": best_epoch[-1] if best_epoch else None, "epochs_run": len(epoch_seconds),
         "epoch_seconds": round(statistics.mean(epoch_seconds), 3) if epoch_seconds else None,
         "train_seconds": round(train_seconds, 2),
@@ -139,7 +143,8 @@ def summarise(rows: list[dict], dataset: str) -> str:
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
-    cols = METRICS + ["best_epoch", "epoch_seconds", "train_seconds", "peak_rss_mb"]
+    generation = [m for m in GENERATION_METRICS if any(m in r for r in rows)]  # HLLMCreator's titles
+    cols = METRICS + generation + ["best_epoch", "epoch_seconds", "train_seconds", "peak_rss_mb"]
     lines = [f"RecBole full-sort evaluation on `{dataset}`, leave-one-out by time; mean +- std over seeds.\n",
              "| model | seeds | " + " | ".join(cols) + " | trainable params |", "|---" * (len(cols) + 3) + "|"]
     for model, runs in by_model.items():

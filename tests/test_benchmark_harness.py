@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from conftest import TINY_LLAMA, write_tiny_dataset
+from conftest import TINY_LLAMA, tiny_creator_config, write_tiny_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import recsys  # noqa: E402
@@ -47,3 +47,13 @@ def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch)
     assert "packages" in rows[0] and rows[0]["packages"]["recbole"] == "1.2.1"
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
     assert "| SASRec | 2 |" in table and "+-" in table
+
+
+def test_hllm_creator_rows_carry_generation_metrics(tmp_path):
+    """HLLMCreator goes through the same harness; its row and table add the test titles' scores."""
+    write_tiny_dataset(tmp_path, creative=True)
+    settings = tiny_creator_config(tmp_path, generation_metrics=["rouge-l", "titles_per_ad"])
+    row = recsys.run_one("HLLMCreator", "tiny", 1, settings)
+    assert 0.0 <= row["rouge-l"] <= 1.0 and row["titles_per_ad"] >= 1.0 and "ndcg@10" in row
+    table = recsys.summarise([row], "tiny")
+    assert "| rouge-l | titles_per_ad |" in table and f"{row['rouge-l']:.4g}" in table
