@@ -34,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20"]
-GENERATION_METRICS = ["rouge-l", "interest_hit", "off_facet", "titles_per_ad"]  # table columns, when present
 PAIRWISE = {"FPMC", "BPR", "NPE", "TransRec", "SHAN", "HRM"}  # RecBole models trained with sampled negatives
 
 
@@ -65,10 +64,9 @@ def run_one(model_name: str, dataset: str, seed: int, overrides: dict) -> dict:
     trainer.fit(train, valid, saved=True, show_progress=False)
     train_seconds = time.perf_counter() - start
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
-    generation = (config["generation_metrics"] or []) if "generation_metrics" in config else []
     return {
         "model": model_name, "dataset": dataset, "seed": seed,
-        **{m: round(float(test_result[m]), 6) for m in [*METRICS, *generation] if m in test_result},
+        **{m: round(float(test_result[m]), 6) for m in [*METRICS, *generation_metrics()] if m in test_result},
         "best_epoch": best_epoch[-1] if best_epoch else None, "epochs_run": len(epoch_seconds),
         "epoch_seconds": round(statistics.mean(epoch_seconds), 3) if epoch_seconds else None,
         "train_seconds": round(train_seconds, 2),
@@ -77,6 +75,13 @@ def run_one(model_name: str, dataset: str, seed: int, overrides: dict) -> dict:
         "total_params": sum(p.numel() for p in model.parameters()),
         "config_hash": config_hash(config), "threads": torch.get_num_threads(),
     }
+
+
+def generation_metrics() -> list[str]:
+    """Every generation metric name the package knows (HLLMCreator adds those it computed)."""
+    from recbole_hllm.evaluation import GENERATION_METRICS
+
+    return list(GENERATION_METRICS)
 
 
 def _instrument(trainer):
@@ -143,7 +148,7 @@ def summarise(rows: list[dict], dataset: str) -> str:
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
-    generation = [m for m in GENERATION_METRICS if any(m in r for r in rows)]  # HLLMCreator's titles
+    generation = [m for m in generation_metrics() if any(m in r for r in rows)]  # HLLMCreator's titles
     cols = METRICS + generation + ["best_epoch", "epoch_seconds", "train_seconds", "peak_rss_mb"]
     lines = [f"RecBole full-sort evaluation on `{dataset}`, leave-one-out by time; mean +- std over seeds.\n",
              "| model | seeds | " + " | ".join(cols) + " | trainable params |", "|---" * (len(cols) + 3) + "|"]
