@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=str, default="5678", help="master node port")
     parser.add_argument("--world_size", type=int, default=-1, help="total number of processes")
     parser.add_argument("--group_offset", type=int, default=0, help="global rank offset of this node")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
     return parser
 
 
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]  # RecBole's Config reads --key=value overrides from here
 
+    from recbole_hllm.console import run_console
+
+    return run_console("run_recbole", lambda: _run(args), debug=args.debug)
+
+
+def _run(args) -> int:
     import recbole_hllm  # noqa: F401  (compatibility fixes + registration)
     from recbole_hllm.distributed.launch import DistributedRunError, run
 
@@ -46,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.model, dataset, config_file_list=config_files, nproc=args.nproc,
             world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset)
-    except DistributedRunError as exc:
+    except DistributedRunError as exc:  # a bug in a worker: its traceback is in the message
         print(f"run_recbole: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from recbole_hllm.errors import UserError
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -72,7 +74,7 @@ for _role in ("item", "user"):
     })
 
 
-class ConfigValueError(ValueError):
+class ConfigValueError(UserError, ValueError):
     pass
 
 

@@ -21,6 +21,8 @@ from importlib import metadata
 from logging import getLogger
 from pathlib import Path
 
+from recbole_hllm.errors import UserError
+
 ENTRY_POINT_GROUP = "recbole_hllm.models"
 RECBOLE_MODEL_KINDS = (
     "general_recommender",
@@ -156,8 +158,12 @@ def recbole_model_names() -> list[str]:
     return sorted(set(names))
 
 
-def unknown_model_error(name: str) -> ValueError:
-    return ValueError(
+class UnknownModelError(UserError, ValueError):
+    pass
+
+
+def unknown_model_error(name: str) -> UnknownModelError:
+    return UnknownModelError(
         f"Unknown model {name!r}. recbole_hllm models: {', '.join(sorted(REGISTRY))}. "
         f"RecBole models: {', '.join(recbole_model_names())}."
     )

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from recbole_hllm.construction.source import SourceData
+from recbole_hllm.errors import InvalidInputError
 
 STRATEGIES = ("next", "random", "matching")
 
@@ -36,7 +37,7 @@ def select_users(source: SourceData, n_users: int | None, user_ids: list[str] | 
     if user_ids:
         unknown = [u for u in user_ids if u not in source.histories]
         if unknown:
-            raise ValueError(f"--user-ids: {len(unknown)} users are not in {source.name} after RecBole's "
+            raise InvalidInputError(f"--user-ids: {len(unknown)} users are not in {source.name} after RecBole's "
                              f"filtering; first: {', '.join(unknown[:5])}")
         return list(dict.fromkeys(user_ids))
     users = list(source.histories)
@@ -49,12 +50,12 @@ def plan_tasks(source: SourceData, users: list[str], strategy: str, ads_per_user
                history_len: int, seed: int, checkpoint: str | None = None) -> tuple[list[UserTask], list[str]]:
     """Tasks per user, and the users skipped for having too few clicks."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"--ads {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        raise InvalidInputError(f"--ads {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if ads_per_user < 1:
-        raise ValueError(f"--ads-per-user must be >= 1, got {ads_per_user}")
+        raise InvalidInputError(f"--ads-per-user must be >= 1, got {ads_per_user}")
     if strategy == "matching":
         if not checkpoint:
-            raise ValueError("--ads matching needs --checkpoint (an HLLM or HLLMCreator .pth)")
+            raise InvalidInputError("--ads matching needs --checkpoint (an HLLM or HLLMCreator .pth)")
         ranked = matching_ads(checkpoint, source, users, ads_per_user)
         return [UserTask(u, source.histories[u][-history_len:], ranked[u]) for u in users], []
     tasks, skipped = [], []
@@ -106,7 +107,7 @@ def _load_ranker(checkpoint: str):
 
     config, model, _, _, _, test_data = load_data_and_model(checkpoint)
     if not isinstance(model, HLLM):
-        raise ValueError(f"--checkpoint {checkpoint} holds a {type(model).__name__} model; --ads matching needs "
+        raise InvalidInputError(f"--checkpoint {checkpoint} holds a {type(model).__name__} model; --ads matching needs "
                          "an HLLM or HLLMCreator checkpoint")
     return config, model.eval(), test_data._dataset
 
@@ -115,7 +116,7 @@ def _id_mapper(dataset, checkpoint: str):
     def to_internal(field: str, token: str) -> int:
         mapping = dataset.field2token_id[field]
         if token not in mapping:
-            raise ValueError(f"{field} {token!r} is unknown to the dataset of {checkpoint}: was the checkpoint "
+            raise InvalidInputError(f"{field} {token!r} is unknown to the dataset of {checkpoint}: was the checkpoint "
                              "trained on another dataset or with other filters?")
         return mapping[token]
     return to_internal

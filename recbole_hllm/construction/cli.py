@@ -19,8 +19,9 @@ import yaml
 
 from recbole_hllm.construction.ads import STRATEGIES
 from recbole_hllm.construction.builder import BuildOptions, CreativeBuilder, paths_for
-from recbole_hllm.construction.journal import JournalMismatch
 from recbole_hllm.construction.prompts import load_settings
+from recbole_hllm.console import run_console
+from recbole_hllm.errors import InvalidInputError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     run = p.add_argument_group("run")
     run.add_argument("--restart", action="store_true", help="discard the journal of an earlier run")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
     return p.parse_args(argv)
 
 
@@ -74,7 +76,7 @@ def settings_from_args(args) -> dict:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            raise InvalidInputError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = yaml.safe_load(value)
     if args.history_len is not None:
         overrides["history_len"] = args.history_len
@@ -93,21 +95,22 @@ def make_backend(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_console("hllm-build-creatives", lambda: _build(args), debug=args.debug)
+
+
+def _build(args) -> int:
     from recbole_hllm.construction.source import default_output, load_source
 
+    settings = settings_from_args(args)
+    source = load_source(args.dataset, args.data_path, args.title_field, args.config_files)
+    options = BuildOptions(
+        out=args.out or default_output(source), n_users=args.users or None,
+        user_ids=args.user_ids.split(",") if args.user_ids else None, ads=args.ads,
+        ads_per_user=args.ads_per_user, checkpoint=args.checkpoint, seed=args.seed, chunk_users=args.chunk,
+        progress=not args.no_progress, restart=args.restart)
     try:
-        settings = settings_from_args(args)
-        source = load_source(args.dataset, args.data_path, args.title_field, args.config_files)
-        options = BuildOptions(
-            out=args.out or default_output(source), n_users=args.users or None,
-            user_ids=args.user_ids.split(",") if args.user_ids else None, ads=args.ads,
-            ads_per_user=args.ads_per_user, checkpoint=args.checkpoint, seed=args.seed, chunk_users=args.chunk,
-            progress=not args.no_progress, restart=args.restart)
         with make_backend(args) as backend:
             summary = CreativeBuilder(source, backend, settings, options).run()
-    except (ValueError, FileNotFoundError, JournalMismatch) as exc:
-        print(f"hllm-build-creatives: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\nhllm-build-creatives: interrupted; finished rows are in the journal, rerun the same "
               "command to resume.", file=sys.stderr)

@@ -12,8 +12,10 @@ import json
 import os
 from logging import getLogger
 
+from recbole_hllm.errors import UserError
 
-class JournalMismatch(ValueError):
+
+class JournalMismatch(UserError, ValueError):
     pass
 
 

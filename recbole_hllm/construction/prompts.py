@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from recbole_hllm.errors import InvalidInputError
+
 SLOTS = {
     "profile": {"history", "n_items"},
     "rewrite": {"profile", "interests", "title", "description", "max_added_words"},
@@ -32,17 +34,17 @@ def load_settings(path: str | None = None, overrides: dict | None = None) -> dic
     with open(path, encoding="utf-8") as f:
         settings = yaml.safe_load(f)
     if not isinstance(settings, dict):
-        raise ValueError(f"{path}: expected a mapping of settings")
+        raise InvalidInputError(f"{path}: expected a mapping of settings")
     settings.update(overrides or {})
     for step, allowed in SLOTS.items():
         template = settings.get(step)
         if not isinstance(template, str) or not template.strip():
-            raise ValueError(f"{path}: prompt {step!r} is missing or empty")
+            raise InvalidInputError(f"{path}: prompt {step!r} is missing or empty")
         used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
         if used - allowed:
-            raise ValueError(f"{path}: prompt {step!r} uses unknown slots {sorted(used - allowed)}; "
+            raise InvalidInputError(f"{path}: prompt {step!r} uses unknown slots {sorted(used - allowed)}; "
                              f"allowed: {sorted(allowed)}")
     for key in ("history_len", "max_added_words", "repair_retries"):
         if not isinstance(settings.get(key), int) or settings[key] < 0:
-            raise ValueError(f"{path}: {key} must be an int >= 0, got {settings.get(key)!r}")
+            raise InvalidInputError(f"{path}: {key} must be an int >= 0, got {settings.get(key)!r}")
     return settings

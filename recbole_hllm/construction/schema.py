@@ -11,6 +11,7 @@ import json
 
 import jsonschema
 
+from recbole_hllm.errors import UserError
 from recbole_hllm.llm.json_text import json_object_end
 
 # The bounds keep a constrained small model from rambling (and a reply reasonable).
@@ -44,7 +45,7 @@ VERDICT = {
 SCHEMAS = {"profile": PROFILE, "rewrite": REWRITE, "verdict": VERDICT}
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """The reply is not one JSON object matching the step's schema."""
 
 

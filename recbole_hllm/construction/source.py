@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recbole_hllm.errors import InvalidInputError
+
 
 @dataclass
 class SourceData:
@@ -60,7 +62,7 @@ def load_source(dataset: str, data_path: str | None = None, title_field: str | N
     text_fields = list(config["text_fields"])
     title_field = title_field or config["creative_title_field"] or text_fields[0]
     if title_field not in text_fields:
-        raise ValueError(f"title field {title_field!r} is not one of the dataset's text_fields {text_fields} "
+        raise InvalidInputError(f"title field {title_field!r} is not one of the dataset's text_fields {text_fields} "
                          f"(set --title-field or text_fields in the dataset yaml)")
     columns = {f: item_field_texts(data, f) for f in text_fields}
     item_tokens = data.field2id_token[data.iid_field]

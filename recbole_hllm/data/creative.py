@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass, field
 from logging import getLogger
 
+from recbole_hllm.errors import UserError, UserFileNotFoundError
 
-class CreativeFileError(ValueError):
+
+class CreativeFileError(UserError, ValueError):
     pass
 
 
@@ -48,7 +50,7 @@ def creative_path(config) -> str:
 def read_creative_file(path: str, dataset) -> CreativeTable:
     """Read ``path`` and map it onto ``dataset``'s ids (see module docstring)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"HLLMCreator needs personalised titles: {os.path.abspath(path)} does not exist. "
             "Create it (header: user_id:token, item_id:token, title:token_seq[, profile:token_seq]) "
             "or use the shipped synthetic dataset (--dataset=ads-synth; regenerate it with "

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from recbole.data.dataset import SequentialDataset
 
 from recbole_hllm.config import validate_config
+from recbole_hllm.errors import UserError, UserFileNotFoundError
 
 
 class HLLMDataset(SequentialDataset):
@@ -48,8 +48,12 @@ class HLLMDataset(SequentialDataset):
         return None
 
 
-def _empty_dataset_error(config) -> ValueError:
-    return ValueError(
+class EmptyDatasetError(UserError, ValueError):
+    pass
+
+
+def _empty_dataset_error(config) -> EmptyDatasetError:
+    return EmptyDatasetError(
         f"Dataset {config['dataset']!r} in {config['data_path']} has no interactions left "
         f"after RecBole's filtering (user_inter_num_interval={config['user_inter_num_interval']}, "
         f"item_inter_num_interval={config['item_inter_num_interval']}, "
@@ -60,14 +64,14 @@ def _empty_dataset_error(config) -> ValueError:
 def _check_data_folder(config) -> None:
     path = config["data_path"]
     if not os.path.isdir(path):
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"Dataset {config['dataset']!r} not found: looked for the folder {os.path.abspath(path)} "
             f"(data_path + dataset name) holding {config['dataset']}.inter. Set data_path to the "
             "folder that contains it; recbole_hllm never downloads data."
         )
     inter = os.path.join(path, f"{config['dataset']}.inter")
     if not os.path.isfile(inter) and not config["benchmark_filename"]:
-        raise FileNotFoundError(f"Dataset {config['dataset']!r}: {os.path.abspath(inter)} does not exist.")
+        raise UserFileNotFoundError(f"Dataset {config['dataset']!r}: {os.path.abspath(inter)} does not exist.")
 
 
 def _ensure_text_fields_loaded(config) -> None:

@@ -8,13 +8,14 @@ internal item ``i``. Row 0 is RecBole's padding item and gets an empty text.
 from __future__ import annotations
 
 import numpy as np
-
 from recbole.utils import FeatureType
+
+from recbole_hllm.errors import UserError
 
 MISSING_TEXT_POLICIES = ("error", "item_token")
 
 
-class ItemTextError(ValueError):
+class ItemTextError(UserError, ValueError):
     pass
 
 

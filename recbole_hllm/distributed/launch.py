@@ -6,11 +6,14 @@ compatibility fixes missing. :func:`run` is RecBole's ``run`` with one change: t
 spawned function imports ``recbole_hllm`` first (and, on the CPU, gives each worker its
 share of the cores). A worker that raises ends the whole run: torch's ``spawn``
 terminates the other workers, and :class:`DistributedRunError` carries the failing
-rank and its traceback.
+rank and its traceback; a known user error (a bad config value, a missing file) in a
+worker is raised again in the parent as itself, so it prints as one line.
 """
 from __future__ import annotations
 
 import os
+
+from recbole_hllm.errors import UserError
 
 
 class DistributedRunError(RuntimeError):
@@ -37,16 +40,28 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, npr
 
 
 def spawn(worker, nproc: int, args: tuple) -> None:
-    """``torch.multiprocessing.spawn(worker, args, nproc)``; a failed worker -> :class:`DistributedRunError`."""
+    """``torch.multiprocessing.spawn(worker, args, nproc)``; a failed worker -> :class:`DistributedRunError`,
+    or the worker's :class:`~recbole_hllm.errors.UserError` itself (its message, raised here)."""
     import torch.multiprocessing as mp
 
+    user_errors = mp.get_context("spawn").SimpleQueue()
     try:
-        mp.spawn(worker, args=(nproc, *args), nprocs=nproc, join=True)
+        mp.spawn(_relaying_user_errors, args=(worker, user_errors, nproc, *args), nprocs=nproc, join=True)
     except mp.ProcessRaisedException as exc:
+        if not user_errors.empty():
+            raise UserError(user_errors.get()) from None
         raise DistributedRunError(f"worker rank {exc.error_index} failed:\n{exc}") from None
     except mp.ProcessExitedException as exc:
         raise DistributedRunError(f"worker rank {exc.error_index} exited with code {exc.exit_code}"
                                   + (f" (signal {exc.signal_name})" if exc.signal_name else "")) from None
+
+
+def _relaying_user_errors(local_rank: int, worker, user_errors, *args) -> None:
+    try:
+        worker(local_rank, *args)
+    except UserError as exc:
+        user_errors.put(str(exc))
+        raise
 
 
 def share_cpu_threads(nproc: int) -> None:
@@ -58,8 +73,9 @@ def share_cpu_threads(nproc: int) -> None:
 
 
 def _recbole_worker(local_rank: int, nproc: int, model, dataset, config_file_list, kwargs):
-    import recbole_hllm  # noqa: F401  (registration and RecBole fixes in this fresh interpreter)
     from recbole.quick_start.quick_start import run_recbole
+
+    import recbole_hllm  # noqa: F401  (registration and RecBole fixes in this fresh interpreter)
 
     share_cpu_threads(nproc)
     config_dict = {**kwargs["config_dict"], "local_rank": local_rank}

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recbole_hllm.distributed.context import broadcast_object, gather_objects, rank, world_size
+from recbole_hllm.errors import InvalidInputError
 from recbole_hllm.inference.clustering import Clusters, cluster_users
 from recbole_hllm.inference.pruning import PruneRule
 
@@ -100,7 +101,7 @@ def personalise(model, histories: dict[int, list[int]], pairs: list[tuple[int, i
                 max_len: int, parts_file: str | None = None, fingerprint: str = "") -> InferenceResult:
     """Titles for (user, ad) ``pairs`` (internal ids); see the module docstring."""
     if not pairs:
-        raise ValueError("no (user, ad) pairs to write titles for: the ad list is empty")
+        raise InvalidInputError("no (user, ad) pairs to write titles for: the ad list is empty")
     start = time.perf_counter()
     if model.item_encoder.frozen:  # a collective in a multi-process run: every rank builds it here, together
         model.item_encoder.all_items()

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recbole_hllm.errors import UserError
+
 BACKENDS = ("kmeans", "minibatch", "faiss")
 METRICS = ("cosine", "dot")
 
 
-class ClusteringError(ValueError):
+class ClusteringError(UserError, ValueError):
     pass
 
 

@@ -26,18 +26,19 @@ import json
 import os
 import sys
 
+from recbole_hllm.console import run_console
 from recbole_hllm.distributed.context import barrier, rank
+from recbole_hllm.errors import UserError, UserFileNotFoundError
 from recbole_hllm.inference.clustered import (
     InferenceResult,
     InferenceSettings,
     all_parts_files,
     personalise,
 )
-from recbole_hllm.inference.clustering import ClusteringError
 from recbole_hllm.inference.pruning import PruneRule
 
 
-class GenerateError(ValueError):
+class GenerateError(UserError, ValueError):
     pass
 
 
@@ -53,7 +54,7 @@ def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
     if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+        raise UserFileNotFoundError(f"checkpoint {checkpoint} does not exist")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RecBole's own format (pickled Config)
     config = state["config"]
     config["single_spec"], config["local_rank"] = True, 0  # the data are read whole, in every process
@@ -180,38 +181,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fsdp", action="store_true",
                         help="with --nproc > 1: shard the creative LLM's layers over the processes (large models)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    split = lambda s: [x for x in s.split(",") if x] if s is not None else None
-    try:
-        settings = InferenceSettings(
-            clusters=0 if args.per_user else args.clusters, metric=args.metric, backend=args.backend, seed=args.seed,
-            prune=PruneRule(args.top_m, args.threshold), batch_size=args.batch_size or 32,
-            show_progress=not args.no_progress)
-        if args.clusters < 0:
-            raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
-        if args.nproc < 1:
-            raise GenerateError(f"--nproc {args.nproc}: expected 1 or more worker processes")
-        job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
-        if args.fsdp and args.nproc < 2:
-            raise GenerateError("--fsdp shards the creative LLM over processes: give --nproc 2 or more")
-        if args.nproc > 1:
-            from recbole_hllm.distributed.launch import DistributedRunError, spawn
+    return run_console("hllm-generate", lambda: _generate_main(args), debug=args.debug)
 
-            try:
-                spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job, args.fsdp))
-            except DistributedRunError as exc:
-                print(f"hllm-generate: {exc}", file=sys.stderr)
-                return 1
-            print(f"hllm-generate: {args.nproc} processes wrote {args.out}", file=sys.stderr)
-            return 0
-        result = generate(*job)
-    except (GenerateError, ClusteringError, FileNotFoundError, ValueError) as exc:
-        print(f"hllm-generate: {exc}", file=sys.stderr)
-        return 2
+
+def _generate_main(args) -> int:
+    split = lambda s: [x for x in s.split(",") if x] if s is not None else None  # noqa: E731
+    settings = InferenceSettings(
+        clusters=0 if args.per_user else args.clusters, metric=args.metric, backend=args.backend, seed=args.seed,
+        prune=PruneRule(args.top_m, args.threshold), batch_size=args.batch_size or 32,
+        show_progress=not args.no_progress)
+    if args.clusters < 0:
+        raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
+    if args.nproc < 1:
+        raise GenerateError(f"--nproc {args.nproc}: expected 1 or more worker processes")
+    job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
+    if args.fsdp and args.nproc < 2:
+        raise GenerateError("--fsdp shards the creative LLM over processes: give --nproc 2 or more")
+    if args.nproc > 1:
+        from recbole_hllm.distributed.launch import DistributedRunError, spawn
+
+        try:
+            spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job, args.fsdp))
+        except DistributedRunError as exc:
+            print(f"hllm-generate: {exc}", file=sys.stderr)
+            return 1
+        print(f"hllm-generate: {args.nproc} processes wrote {args.out}", file=sys.stderr)
+        return 0
+    result = generate(*job)
     pruned = sum(r["pruned"] for r in result.rows)
     print(f"hllm-generate: wrote {len(result.rows)} titles ({result.generations} generations, "
           f"{result.new_tokens} new tokens, {pruned} pairs pruned) in {result.seconds:.1f}s", file=sys.stderr)

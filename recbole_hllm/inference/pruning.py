@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recbole_hllm.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class PruneRule:
@@ -18,7 +20,7 @@ class PruneRule:
 
     def __post_init__(self):
         if self.top_m is not None and self.top_m < 1:
-            raise ValueError(f"prune top_m = {self.top_m}: expected an int >= 1 (or none)")
+            raise InvalidInputError(f"prune top_m = {self.top_m}: expected an int >= 1 (or none)")
 
     @property
     def active(self) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from recbole_hllm.errors import UserFileNotFoundError
 from recbole_hllm.llm.embedded import EMBEDDED_MODELS, describe_embedded, embedded_model_dir
 
 TUNING_MODES = ("frozen", "lora", "full")
@@ -79,7 +80,7 @@ def resolve_model_dir(source: str, role: str) -> Path:
         return embedded_model_dir(source)
     path = Path(os.path.expanduser(source))
     if not path.is_dir() or not (path / "config.json").is_file():
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"{role}_llm = {source!r}: no Hugging Face model directory (with config.json) there. "
             f"Give a local model directory, 'random' (with {role}_llm_config), or an embedded "
             f"default ({describe_embedded()})."

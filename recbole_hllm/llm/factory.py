@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from recbole_hllm.errors import InvalidInputError
 from recbole_hllm.llm.chat import ChatBackend
 
 
@@ -23,4 +24,4 @@ def make_chat_backend(kind: str, model: str | None = None, base_url: str | None 
         return OpenAIChatBackend(base_url=base_url, model=model, api_key=os.environ.get(api_key_env),
                                  timeout=timeout, max_retries=retries, concurrency=concurrency,
                                  send_json_schema=send_json_schema)
-    raise ValueError(f"unknown backend {kind!r}: expected 'local' or 'openai'")
+    raise InvalidInputError(f"unknown backend {kind!r}: expected 'local' or 'openai'")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from recbole_hllm.errors import InvalidInputError
 from recbole_hllm.llm.backbone import resolve_dtype, resolve_model_dir
 from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
 from recbole_hllm.llm.constrained import SchemaConstraint
@@ -32,7 +33,7 @@ class LocalChatBackend(ChatBackend):
 
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)

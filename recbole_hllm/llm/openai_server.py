@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
+from recbole_hllm.console import run_console
+from recbole_hllm.errors import InvalidInputError
 from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
 
 logger = getLogger(__name__)
@@ -60,9 +62,9 @@ class ChatServer:
     def __init__(self, backend: ChatBackend, host: str = "127.0.0.1", port: int = 0, max_batch: int = 8,
                  batch_wait_ms: float = 20, model_name: str | None = None):
         if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+            raise InvalidInputError(f"max_batch must be >= 1, got {max_batch}")
         if batch_wait_ms < 0:
-            raise ValueError(f"batch_wait_ms must be >= 0, got {batch_wait_ms}")
+            raise InvalidInputError(f"batch_wait_ms must be >= 0, got {batch_wait_ms}")
         self.backend, self.max_batch, self.batch_wait = backend, max_batch, batch_wait_ms / 1000
         self.model_name = model_name or str(getattr(backend, "model_name", None) or backend.name)
         self.max_batch_seen = 0  # largest batch passed to backend.chat
@@ -315,23 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     parser.add_argument("--served-model-name", default=None, help="name under /v1/models (default: the model's name)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_console("hllm-serve", lambda: _serve(args), debug=args.debug)
+
+
+def _serve(args) -> int:
     # torch and transformers are imported only when serving
     from recbole_hllm.llm.local_chat import LocalChatBackend
 
+    backend = LocalChatBackend(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                               threads=args.threads)
     try:
-        backend = LocalChatBackend(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                                   threads=args.threads)
         server = ChatServer(backend, args.host, args.port, max_batch=args.batch_size,
                             batch_wait_ms=args.batch_wait_ms,
                             model_name=args.served_model_name or Path(args.model).name)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        print(f"hllm-serve: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # e.g. the port is taken
+        raise InvalidInputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     if args.host not in LOOPBACK:
         print(f"hllm-serve: warning: listening on {args.host} without authentication", file=sys.stderr)
     with server.start():

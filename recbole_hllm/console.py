@@ -1,0 +1,34 @@
+"""How every console script ends: known user errors as one line, bugs with their traceback.
+
+A :class:`~recbole_hllm.errors.UserError` (a bad file, flag or config value; its
+message says what is wrong and what is expected) prints as ``prog: error: message``
+and exits with status 2, as argparse does for a bad flag. Any other exception is a
+bug and keeps its traceback. ``--debug`` (or ``RECBOLE_HLLM_DEBUG=1``) shows the
+traceback of known errors too. Ctrl-C exits with 130 and one line.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from recbole_hllm.errors import UserError
+
+
+def run_console(prog: str, body: Callable[[], int | None], debug: bool = False) -> int:
+    """Run ``body()`` and turn its known errors into one line and an exit status."""
+    debug = debug or os.environ.get("RECBOLE_HLLM_DEBUG", "") not in ("", "0")
+    try:
+        return body() or 0
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())
