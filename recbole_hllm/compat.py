@@ -16,7 +16,15 @@ and touches as little as possible:
 * ray: ``recbole.quick_start`` does ``from ray import tune`` at import, which dies
   without ``pkg_resources``. Ray is only used for hyper-parameter tuning, so when it
   cannot be imported ``recbole.quick_start`` gets a placeholder whose use raises a
-  clear error; ``import ray`` elsewhere still fails as before.
+  clear error; ``import ray`` elsewhere still fails as before. The one exception is
+  ``tune.report``, which RecBole's ``objective_function`` calls after every trial,
+  also in hyperopt tuning: with no ray there is no ray session to report to, so the
+  placeholder's ``report`` does nothing.
+* hyperopt's exhaustive search: RecBole's ``exhaustive_search`` samples with
+  ``np.random.RandomState(seed)``, but hyperopt >= 0.2.7 samples with a numpy
+  ``Generator`` (``rng.integers``): ``'RandomState' object has no attribute 'integers'``.
+  Inside ``recbole.trainer.hyper_tuning`` only, ``RandomState(seed)`` gives
+  ``default_rng(seed)`` when the installed hyperopt is one of those.
 * anomaly mode: ``recbole.model.sequential_recommender.sine`` switches on
   ``torch.autograd.set_detect_anomaly(True)`` at import, slowing every model ~2x.
   We switch it back off only when RecBole's import switched it on.
@@ -24,9 +32,20 @@ and touches as little as possible:
   ``train_neg_sample_args``; when the user left it unset it defaults to None for CE.
 * FLOPs: ``run_recbole`` deep-copies the model to count FLOPs with thop; for LLM
   backbones that doubles memory, so for this plugin's models it is skipped.
+* pandas warnings: RecBole's dataset code calls ``fillna(inplace=True)`` on a column
+  and ``Series.agg(len)``, and pandas 2.x prints a FutureWarning for each at every
+  dataset load. Both work on the pinned ``pandas<3``; those two messages, from
+  RecBole's data modules only, are silenced. Every other warning still shows.
+* undecodable text: RecBole reads atomic files with ``encoding`` (default utf-8) and a
+  byte that does not decode ends in a bare ``UnicodeDecodeError``; it now names the
+  file, line and byte, and the ``encoding`` key that reads such files.
+* sequential data without a time field: RecBole sorts every sequential dataset by
+  time and fails with ``[timestamp] is not exist in interaction``; the check now
+  comes first and says what to add.
 """
 from __future__ import annotations
 
+import os
 import sys
 import types
 import warnings
@@ -34,6 +53,8 @@ from logging import getLogger
 
 import numpy as np
 import torch
+
+from recbole_hllm.errors import UserError
 
 # alias -> what numpy 1.x meant by it. RecBole's Config sets the short ones itself, but
 # a Config unpickled from a checkpoint (load_data_and_model) never runs that code, and
@@ -143,6 +164,11 @@ class _RayUnavailable(types.ModuleType):
         super().__init__("ray.tune")
         self._reason = f"{type(reason).__name__}: {reason}"
 
+    @staticmethod
+    def report(*args, **kwargs):
+        """RecBole's ``objective_function`` reports every trial to ray; without ray there
+        is no ray session to report to (hyperopt tuning), so nothing is done."""
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
@@ -238,6 +264,129 @@ def default_no_negatives_for_ce_loss() -> None:
     Config._set_default_parameters = _set_default_parameters
 
 
+# (message start, as pandas 2.x words it) of the FutureWarnings RecBole's data code triggers
+RECBOLE_PANDAS_WARNINGS = (
+    "A value is trying to be set on a copy of a DataFrame or Series through chained assignment",
+    "using <built-in function len> in Series.agg cannot aggregate",
+)
+
+
+def silence_recbole_pandas_warnings() -> None:
+    """Ignore exactly RecBole's known pandas FutureWarnings (see the module docstring)."""
+    import re
+
+    for message in RECBOLE_PANDAS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=FutureWarning,
+                                module=r"recbole\.data\.")
+
+
+def _hyperopt_samples_with_generator() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor, patch = (int(p) for p in version("hyperopt").split(".")[:3])
+    except (PackageNotFoundError, ValueError):
+        return False
+    return (major, minor, patch) >= (0, 2, 7)
+
+
+class _NumpyForHyperTuning(types.ModuleType):
+    """Stands for ``numpy`` inside ``recbole.trainer.hyper_tuning``; only
+    ``random.RandomState`` differs (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__("numpy")
+        self.random = types.SimpleNamespace(RandomState=self._random_state)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def _random_state(seed=None):
+        return np.random.default_rng(seed) if _hyperopt_samples_with_generator() else np.random.RandomState(seed)
+
+
+def seed_hyperopt_exhaustive_search_with_a_generator() -> None:
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    if not isinstance(hyper_tuning.np, _NumpyForHyperTuning):
+        hyper_tuning.np = _NumpyForHyperTuning()
+
+
+class MissingTimeFieldError(UserError, ValueError):
+    pass
+
+
+class AtomicFileEncodingError(UserError, ValueError):
+    pass
+
+
+def undecodable_position(path: str, encoding: str) -> tuple[int, int, bytes] | None:
+    """(line number, column of the byte within the line, the byte) of the first text
+    in ``path`` that ``encoding`` cannot decode, both counted from 1; None if all decodes."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                return number, exc.start + 1, line[exc.start : exc.start + 1]
+    return None
+
+
+def explain_undecodable_atomic_files() -> None:
+    """Turn RecBole's bare ``UnicodeDecodeError`` on an atomic file into an error that
+    names the file, the line and the byte (see the module docstring)."""
+    from recbole.data.dataset import Dataset
+
+    original = Dataset._load_feat
+    if getattr(original, "_recbole_hllm", False):
+        return
+
+    def _load_feat(self, filepath, source):
+        try:
+            return original(self, filepath, source)
+        except UnicodeDecodeError as exc:
+            encoding = self.config["encoding"] or "utf-8"
+            where = undecodable_position(filepath, encoding)
+            place = f"line {where[0]}, column {where[1]}: byte 0x{where[2].hex()}" if where else str(exc)
+            raise AtomicFileEncodingError(
+                f"{filepath}: {place} is not valid {encoding} text. Save the file as {encoding}, or set the "
+                "RecBole key `encoding` to the file's encoding (e.g. encoding: latin-1).") from None
+
+    _load_feat._recbole_hllm = True
+    _load_feat.__wrapped__ = original
+    Dataset._load_feat = _load_feat
+
+
+def require_time_field_for_sequences() -> None:
+    """Check for the time field before RecBole's ``SequentialDataset.data_augmentation``
+    sorts by it, with an error that says what to do."""
+    from recbole.data.dataset import SequentialDataset
+
+    original = SequentialDataset.data_augmentation
+    if getattr(original, "_recbole_hllm", False):
+        return
+
+    def data_augmentation(self):
+        field = self.time_field
+        if field is None or field not in self.inter_feat:
+            name = self.config["dataset"]
+            raise MissingTimeFieldError(
+                f"{self.config['model']} is a sequential model: it orders each user's interactions by time, "
+                f"but {name}.inter has no time field {field or '(TIME_FIELD is unset)'!r}. Add a column "
+                f"'{field or 'timestamp'}:float' to {os.path.join(self.dataset_path, name + '.inter')} (any "
+                "increasing number per user will do, e.g. the row order), or set TIME_FIELD to the column "
+                "that holds the order, and make sure load_col loads it.")
+        return original(self)
+
+    data_augmentation._recbole_hllm = True
+    data_augmentation.__wrapped__ = original
+    SequentialDataset.data_augmentation = data_augmentation
+
+
 def apply_all(is_plugin_model) -> dict:
     """Apply every fix once; returns what each one did (for logs and tests)."""
     report = {}
@@ -259,5 +408,17 @@ def apply_all(is_plugin_model) -> dict:
     if "flops" not in _APPLIED:
         skip_flops_for(is_plugin_model)
         _APPLIED.add("flops")
+    if "pandas_warnings" not in _APPLIED:
+        silence_recbole_pandas_warnings()
+        _APPLIED.add("pandas_warnings")
+    if "time_field" not in _APPLIED:
+        require_time_field_for_sequences()
+        _APPLIED.add("time_field")
+    if "hyperopt" not in _APPLIED:
+        seed_hyperopt_exhaustive_search_with_a_generator()
+        _APPLIED.add("hyperopt")
+    if "encoding" not in _APPLIED:
+        explain_undecodable_atomic_files()
+        _APPLIED.add("encoding")
     getLogger(__name__).debug("recbole compatibility fixes: %s", report)
     return report

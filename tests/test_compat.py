@@ -52,12 +52,15 @@ def test_quick_start_imports_when_ray_is_broken(tmp_path):
         "import recbole_hllm\n"
         "from recbole.quick_start import run_recbole, load_data_and_model\n"
         "from recbole.quick_start.quick_start import tune\n"
-        "try:\n    tune.report(x=1)\nexcept ImportError as e:\n    print('CLEAR:', e)\n"
+        "print('REPORT', tune.report(x=1))\n"  # what objective_function calls after every hyperopt trial
+        "try:\n    tune.run()\nexcept ImportError as e:\n    print('CLEAR:', e)\n"
         "try:\n    import ray\nexcept ImportError as e:\n    print('RAY STILL FAILS')\n"
     )
     out = _python(code, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "CLEAR: ray.tune.report is needed for RecBole's hyper-parameter tuning" in out.stdout
+    assert "REPORT None" in out.stdout
+    assert "CLEAR: ray.tune.run is needed for RecBole's hyper-parameter tuning" in out.stdout
+    assert "RAY STILL FAILS" in out.stdout
     assert "RAY STILL FAILS" in out.stdout
 
 
@@ -118,3 +121,96 @@ def test_ce_loss_models_get_no_training_negatives_by_default(tiny_data):
         Config(model="SASRec", dataset="tiny", config_dict=explicit)  # the user's choice is kept
     bpr = Config(model="GRU4Rec", dataset="tiny", config_dict={**base, "loss_type": "BPR"})
     assert bpr["train_neg_sample_args"]["sample_num"] == 1  # pairwise models keep their negatives
+
+
+# -- hyperopt's exhaustive search (RecBole's default tuning algorithm) ------------------------------------
+def _tuner(objective):
+    from recbole.trainer import HyperTuning
+
+    return HyperTuning(objective, algo="exhaustive", params_dict={"choice": {"learning_rate": [0.01, 0.001], "seed": [1, 2]}},
+                       early_stop=10)
+
+
+def _fake_objective(seen):
+    def objective(config_dict, config_file_list):
+        seen.append(dict(config_dict))
+        return {"model": "M", "best_valid_score": config_dict["learning_rate"], "valid_score_bigger": True,
+                "best_valid_result": {}, "test_result": {}}
+    return objective
+
+
+def test_exhaustive_search_runs_every_combination_on_numpy_2(monkeypatch):
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    seen = []
+    tuner = _tuner(_fake_objective(seen))
+    tuner.run()
+    assert sorted((c["learning_rate"], c["seed"]) for c in seen) == [(0.001, 1), (0.001, 2), (0.01, 1), (0.01, 2)]
+    assert tuner.best_params["learning_rate"] == 0.01
+    monkeypatch.setattr(hyper_tuning, "np", np)  # RecBole's module as shipped
+    with pytest.raises(AttributeError, match="RandomState' object has no attribute 'integers'"):
+        _tuner(_fake_objective([])).run()
+
+
+# -- data errors RecBole reports without saying what is wrong ------------------------------------------------
+def test_undecodable_item_file_names_file_line_and_byte(tiny_data):
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    from conftest import tiny_config
+
+    item_file = tiny_data / "tiny" / "tiny.item"
+    lines = item_file.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b"story", b"st\xe9ry")  # latin-1 e-acute
+    item_file.write_bytes(b"\n".join(lines))
+    config = Config(model="HLLM", dataset="tiny", config_dict=tiny_config(tiny_data))
+    with pytest.raises(compat.AtomicFileEncodingError, match=r"tiny\.item: line 4, column \d+: byte 0xe9 is not valid "
+                                                             r"utf-8 text.*encoding: latin-1"):
+        create_dataset(config)
+    config = Config(model="HLLM", dataset="tiny", config_dict=tiny_config(tiny_data, encoding="latin-1"))
+    assert create_dataset(config).item_num > 1  # the key it names reads the file
+
+
+def test_sequential_model_without_time_field_says_what_to_add(tiny_data):
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    from conftest import tiny_config
+
+    inter = tiny_data / "tiny" / "tiny.inter"
+    rows = [line.split("\t")[:2] for line in inter.read_text().splitlines()]
+    inter.write_text("\n".join("\t".join(r) for r in rows) + "\n")
+    for model, overrides in (("SASRec", {"load_col": None}), ("HLLM", {})):
+        config = Config(model=model, dataset="tiny", config_dict=tiny_config(tiny_data, **overrides))
+        with pytest.raises(compat.MissingTimeFieldError, match=r"is a sequential model: it orders each user's "
+                                                                r"interactions by time, but tiny.inter has no time "
+                                                                r"field 'timestamp'. Add a column 'timestamp:float'"):
+            create_dataset(config).build()  # data_preparation's split, where RecBole sorts by time
+
+
+# -- RecBole's pandas FutureWarnings ---------------------------------------------------------------------
+def test_recbole_pandas_warnings_are_silenced_and_others_still_show(tiny_data):
+    import warnings
+
+    from recbole.config import Config
+    from recbole.data import create_dataset
+
+    from conftest import tiny_config
+
+    config = Config(model="HLLM", dataset="tiny", config_dict=tiny_config(tiny_data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()  # pytest's own filters off: only ours
+        warnings.simplefilter("always")
+        compat.silence_recbole_pandas_warnings()
+        create_dataset(config)
+        for message in compat.RECBOLE_PANDAS_WARNINGS:  # the same text from elsewhere still shows
+            warnings.warn_explicit(message, FutureWarning, "other.py", 1, module="other")
+        warnings.warn_explicit("another pandas change", FutureWarning, "dataset.py", 1,
+                               module="recbole.data.dataset.dataset")
+    future = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert sorted(future) == sorted([*compat.RECBOLE_PANDAS_WARNINGS, "another pandas change"])
+    with warnings.catch_warnings(record=True) as unfixed:  # the same load without the fix warns
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        create_dataset(config)
+    assert any(compat.RECBOLE_PANDAS_WARNINGS[0] in str(w.message) for w in unfixed)
