@@ -162,4 +162,4 @@ def test_hllm_eval_scores_systems_and_judges_over_http(tmp_path, capsys):
     bad.write_text('{"user": "u1"}\n')
     assert main(["--predictions", str(bad), "--dataset", "tiny", "--data-path", str(tmp_path),
                  "--out", str(out)]) == 2
-    assert "bad.jsonl:1: missing item, generated" in capsys.readouterr().err
+    assert "bad.jsonl:1: missing item (or item_id), generated" in capsys.readouterr().err

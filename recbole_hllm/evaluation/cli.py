@@ -4,14 +4,21 @@
               --compare ablation-titles.jsonl:no-U --dataset ads-synth --out results/eval
     hllm-eval ... --judge local --judge-pairs 100           # pairwise judge vs the original title
 
-A predictions file is JSON lines with ``user``, ``item`` (raw ids) and ``generated``;
-``original``, ``reference`` and ``truth_facet`` are used when present (the titles file
-HLLMCreator's test writes, and ``hllm-generate``'s table, both qualify).
-``--references FILE`` (``user``, ``item``, ``reference``) supplies references.
-The dataset gives each pair its context: the user's clicks before that ad (texts of
+    hllm-eval --predictions other-system.jsonl --out results/other     # no dataset: the file alone
+
+A predictions file is JSON lines with ``user`` and ``item`` (or RecBole's ``user_id`` and
+``item_id``) and ``generated``; ``original``, ``reference``, ``history`` (a list of the
+texts the user clicked before) and ``ad_text`` are used when present (the titles file
+HLLMCreator's test writes, and ``hllm-generate``'s table, both qualify; so does another
+system's output with its references). ``--references FILE`` (``user``, ``item``,
+``reference``) supplies references. ``--dataset`` (optional) gives each pair the
+context a row lacks: the user's clicks before that ad (texts of
 ``creative_title_field``), the ad's text, and ground truth files if it ships them.
+A metric whose context is missing (ROUGE/BLEU: references; Pc: histories; fact
+support: ad texts; interest-hit: ground truth) is skipped, with one line saying so.
 Writes ``<out>.json`` and ``<out>.md`` (one row per system: each predictions file, the
-original titles and, when present, the references).
+original titles and the references when present, then a gallery: for a few ads, the
+titles written for users with different interests beside the reference).
 """
 from __future__ import annotations
 
@@ -21,7 +28,16 @@ import os
 import random
 import sys
 
-from recbole_hllm.evaluation.generation import ALL_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
+from recbole_hllm.console import run_console
+from recbole_hllm.errors import InvalidInputError, UserFileNotFoundError
+from recbole_hllm.evaluation.generation import (
+    ALL_METRICS,
+    GroundTruth,
+    TitleRecord,
+    attach_truth,
+    missing_context,
+    score_titles,
+)
 
 
 def parse_args(argv=None):
@@ -32,12 +48,13 @@ def parse_args(argv=None):
     p.add_argument("--compare", action="append", default=[], metavar="FILE[:NAME]",
                    help="more predictions files for the same pairs (repeatable)")
     p.add_argument("--references", help="JSONL: user, item, reference (overrides the predictions' own)")
-    p.add_argument("--dataset", required=True, help="RecBole dataset the ids belong to (context, ground truth)")
+    p.add_argument("--dataset", help="RecBole dataset the ids belong to (context, ground truth); optional")
     p.add_argument("--data-path", help="folder holding <dataset>/")
     p.add_argument("--config-files", nargs="*", help="extra RecBole yaml files (text_fields, ...)")
     p.add_argument("--metrics", default=",".join(ALL_METRICS),
                    help=f"comma-separated (default: all): {', '.join(ALL_METRICS)}")
     p.add_argument("--out", required=True, help="report path stem: writes <out>.json and <out>.md")
+    p.add_argument("--gallery-ads", type=int, default=5, help="ads shown in the report's gallery (0: none)")
     judge = p.add_argument_group("pairwise LLM judge")
     judge.add_argument("--judge", choices=("local", "openai"), help="judge the first system against --judge-against")
     judge.add_argument("--judge-against", default="original", help="'original' or a --compare system name")
@@ -50,10 +67,17 @@ def parse_args(argv=None):
     judge.add_argument("--threads", type=int)
     judge.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
     return p.parse_args(argv)
 
 
+KEY_ALIASES = {"user": "user_id", "item": "item_id"}  # our name -> RecBole's field name
+
+
 def read_jsonl(path: str, required: tuple) -> list[dict]:
+    """Rows of a JSON-lines file; ``user_id``/``item_id`` are read as ``user``/``item``."""
+    if not os.path.isfile(path):
+        raise UserFileNotFoundError(f"{path}: no such predictions file")
     rows = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -62,13 +86,16 @@ def read_jsonl(path: str, required: tuple) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
-            missing = [k for k in required if k not in row]
+                raise InvalidInputError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+            for key, alias in KEY_ALIASES.items():
+                if key not in row and alias in row:
+                    row[key] = row[alias]
+            missing = [k if k not in KEY_ALIASES else f"{k} (or {KEY_ALIASES[k]})" for k in required if k not in row]
             if missing:
-                raise ValueError(f"{path}:{line_no}: missing {', '.join(missing)} (expected keys {list(required)})")
+                raise InvalidInputError(f"{path}:{line_no}: missing {', '.join(missing)}")
             rows.append(row)
     if not rows:
-        raise ValueError(f"{path}: no predictions")
+        raise InvalidInputError(f"{path}: no predictions")
     return rows
 
 
@@ -80,18 +107,25 @@ def history_before(clicks: list[str], item: str) -> list[str]:
 
 
 def build_records(rows: list[dict], source, references: dict) -> list[TitleRecord]:
+    """One record per row; its context comes from the row where it has it, else from
+    the dataset ``source`` (None: the row alone)."""
     records = []
     for row in rows:
         user, item = str(row["user"]), str(row["item"])
-        if item not in source.titles:
-            raise ValueError(f"item {item!r} is not in dataset {source.name!r}")
-        clicks = source.histories.get(user, [])
-        original = row.get("original") or source.titles[item]
-        ad_text = ", ".join(x for x in (source.titles[item], source.descriptions[item]) if x)
+        if source is not None and item not in source.titles:
+            raise InvalidInputError(f"item {item!r} is not in dataset {source.name!r}")
+        original, ad_text, history = row.get("original") or "", row.get("ad_text") or "", row.get("history")
+        if source is not None:
+            original = original or source.titles[item]
+            ad_text = ad_text or ", ".join(x for x in (source.titles[item], source.descriptions[item]) if x)
+            if history is None:
+                history = [source.titles[i] for i in history_before(source.histories.get(user, []), item)][-50:]
+        if isinstance(history, str) or not all(isinstance(h, str) for h in history or []):
+            raise InvalidInputError(f"user {user}, item {item}: 'history' must be a list of texts")
         records.append(TitleRecord(
             user=user, item=item, generated=str(row.get("generated") or ""),
             reference=references.get((user, item), row.get("reference") or ""), original=original,
-            history=[source.titles[i] for i in history_before(clicks, item)][-50:], ad_text=ad_text))
+            history=list(history or []), ad_text=ad_text))
     return records
 
 
@@ -109,11 +143,12 @@ def systems_from(args, source, references) -> dict[str, list[TitleRecord]]:
         path, _, name = spec.partition(":")
         records = build_records(read_jsonl(path, ("user", "item", "generated")), source, references)
         if sorted((r.user, r.item) for r in records) != sorted(keys):
-            raise ValueError(f"{path}: its (user, item) pairs differ from {args.predictions}'s; "
+            raise InvalidInputError(f"{path}: its (user, item) pairs differ from {args.predictions}'s; "
                              "systems are compared on the same pairs")
         systems[name or os.path.basename(path)] = records
     base = systems[main_name]
-    systems["original title"] = [dataclasses.replace(r, generated=r.original) for r in base]
+    if all(r.original for r in base):
+        systems["original title"] = [dataclasses.replace(r, generated=r.original) for r in base]
     if all(r.reference for r in base):
         systems["reference"] = [dataclasses.replace(r, generated=r.reference) for r in base]
     return systems
@@ -121,7 +156,8 @@ def systems_from(args, source, references) -> dict[str, list[TitleRecord]]:
 
 def markdown(report: dict) -> str:
     metrics = [m for m in report["metrics"] if any(m in s for s in report["systems"].values())]
-    lines = [f"{report['pairs']} (user, ad) pairs of `{report['dataset']}`.\n",
+    where = f" of `{report['dataset']}`" if report["dataset"] else " (no dataset: context from the file)"
+    lines = [f"{report['pairs']} (user, ad) pairs{where}.\n",
              "| system | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for name, scores in report["systems"].items():
         lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(m)) for m in metrics) + " |")
@@ -131,7 +167,45 @@ def markdown(report: dict) -> str:
                       "each asked in both orders:", "",
                   "| Good | Same | Bad | Adv | unusable replies |", "|---|---|---|---|---|",
                   f"| {j['good']} | {j['same']} | {j['bad']} | {j['adv']:.1%} | {j['unusable_replies']} |"]
+    if report.get("skipped"):
+        lines += ["", "Skipped (context missing): " + ", ".join(f"{m} (no {need})" for m, need in
+                                                                 report["skipped"].items())]
+    if report.get("gallery"):
+        lines += ["", f"Gallery ({report['systems_order'][0]}): the same ad written for different users.", ""]
+        for ad in report["gallery"]:
+            lines += [f"**{ad['item']}** original: {ad['original'] or '-'}", "",
+                      "| user | interest | generated | reference |", "|---|---|---|---|"]
+            lines += [f"| {r['user']} | {r['facet'] or '-'} | {_cell(r['generated'])} | {_cell(r['reference'])} |"
+                      for r in ad["rows"]]
+            lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return (text or "-").replace("|", "\\|")
+
+
+def gallery(records: list[TitleRecord], n_ads: int, per_ad: int = 4) -> list[dict]:
+    """Up to ``n_ads`` ads written for several users, those with the most distinct
+    titles first; per ad, up to ``per_ad`` users, one per interest (ground-truth facet)
+    where the data has them, else one per distinct title."""
+    by_ad: dict[str, list[TitleRecord]] = {}
+    for r in records:
+        by_ad.setdefault(r.item, []).append(r)
+    shared = [rows for rows in by_ad.values() if len(rows) > 1]
+    shared.sort(key=lambda rows: (-len({r.generated for r in rows}), rows[0].item))
+    shown = []
+    for rows in shared[:n_ads]:
+        picked, seen = [], set()
+        for r in rows:
+            key = r.truth_facet or r.generated
+            if key not in seen:
+                seen.add(key)
+                picked.append(r)
+        shown.append({"item": rows[0].item, "original": rows[0].original,
+                      "rows": [{"user": r.user, "facet": r.truth_facet, "generated": r.generated,
+                                "reference": r.reference} for r in picked[:per_ad]]})
+    return shown
 
 
 def _fmt(value) -> str:
@@ -145,7 +219,7 @@ def run_judge(args, systems: dict) -> dict:
     first = next(iter(systems))
     against = "original title" if args.judge_against == "original" else args.judge_against
     if against not in systems:
-        raise ValueError(f"--judge-against {args.judge_against!r}: systems are {list(systems)}")
+        raise InvalidInputError(f"--judge-against {args.judge_against!r}: systems are {list(systems)}")
     pairs = list(range(len(systems[first])))
     if args.judge_pairs and args.judge_pairs < len(pairs):
         pairs = sorted(random.Random(args.seed).sample(pairs, args.judge_pairs))
@@ -166,30 +240,40 @@ def run_judge(args, systems: dict) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    return run_console("hllm-eval", lambda: _evaluate(args), debug=args.debug)
+
+
+def _evaluate(args) -> int:
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise InvalidInputError(f"--metrics: unknown {unknown}; available: {', '.join(ALL_METRICS)}")
+    source = None
+    if args.dataset:
         from recbole_hllm.construction.source import load_source
 
-        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-        unknown = [m for m in metrics if m not in ALL_METRICS]
-        if unknown:
-            raise ValueError(f"--metrics: unknown {unknown}; available: {', '.join(ALL_METRICS)}")
         source = load_source(args.dataset, args.data_path, config_file_list=args.config_files)
-        references = {}
-        if args.references:
-            references = {(str(r["user"]), str(r["item"])): r["reference"]
-                          for r in read_jsonl(args.references, ("user", "item", "reference"))}
-        systems = systems_from(args, source, references)
-        truth = GroundTruth.load(source.data_path, source.name)
-        report = {"dataset": source.name, "pairs": len(next(iter(systems.values()))), "metrics": metrics,
-                  "systems": {}}
-        for name, records in systems.items():
-            attach_truth(records, truth)
-            report["systems"][name] = score_titles(records, metrics, truth)
-        if args.judge:
-            report["judge"] = run_judge(args, systems)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"hllm-eval: error: {exc}", file=sys.stderr)
-        return 2
+    references = {}
+    if args.references:
+        references = {(str(r["user"]), str(r["item"])): r["reference"]
+                      for r in read_jsonl(args.references, ("user", "item", "reference"))}
+    systems = systems_from(args, source, references)
+    truth = GroundTruth.load(source.data_path, source.name) if source is not None else None
+    main_records = next(iter(systems.values()))
+    skipped = missing_context(main_records, metrics, truth)
+    if skipped:
+        needs = sorted(set(skipped.values()))
+        print(f"hllm-eval: skipping {', '.join(skipped)}: no {' / '.join(needs)} in the predictions"
+              + ("" if source is not None else " (give --dataset, or add the fields to the file)"), file=sys.stderr)
+    scored = [m for m in metrics if m not in skipped]
+    report = {"dataset": source.name if source is not None else None, "pairs": len(main_records),
+              "metrics": scored, "skipped": skipped, "systems": {}, "systems_order": list(systems)}
+    for name, records in systems.items():
+        attach_truth(records, truth)
+        report["systems"][name] = score_titles(records, scored, truth)
+    report["gallery"] = gallery(main_records, args.gallery_ads) if args.gallery_ads else []
+    if args.judge:
+        report["judge"] = run_judge(args, systems)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(f"{args.out}.json", "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)

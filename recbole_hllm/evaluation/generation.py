@@ -129,6 +129,21 @@ GENERATION_METRICS: dict[str, Callable] = {
 }
 ALL_METRICS = list(GENERATION_METRICS)
 
+# what each metric needs besides the generated titles (the others need nothing more)
+METRIC_NEEDS = {
+    **{m: "reference" for m in ("rouge-1", "rouge-2", "rouge-l", "bleu")},
+    **{m: "history" for m in ("pc_avg", "pc_max", "pc_avg_tok", "pc_max_tok")},
+    **{m: "ad_text" for m in ("fact_support", "fact_pass")},
+    **{m: "ground truth" for m in ("interest_hit", "off_facet")},
+}
+
+
+def missing_context(records: list[TitleRecord], names, truth: GroundTruth | None) -> dict[str, str]:
+    """{metric: what it lacks} for the named metrics that ``records`` cannot support."""
+    present = {"reference": any(r.reference for r in records), "history": any(r.history for r in records),
+               "ad_text": any(r.ad_text or r.original for r in records), "ground truth": truth is not None}
+    return {name: METRIC_NEEDS[name] for name in names if name in METRIC_NEEDS and not present[METRIC_NEEDS[name]]}
+
 
 def score_titles(records: list[TitleRecord], names, truth: GroundTruth | None) -> dict[str, float]:
     """Compute the named metrics; metrics that need missing ground truth are left out."""
