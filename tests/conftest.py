@@ -13,6 +13,7 @@ import pytest
 
 import recbole_hllm  # noqa: F401  (fixes + registration before any RecBole use)
 
+
 def build_model(model_class, config_dict: dict, dataset: str = "tiny"):
     """Config, data splits and a seeded model, as RecBole's quick start builds them:
     ``(model, train, valid, test)``."""
@@ -125,7 +126,9 @@ def tiny_creator_config(data_root: Path, **overrides) -> dict:
         generation_max_new_tokens=6,
         generation_batch_size=8,
         match_hidden_size=16,
+        user_prefix_hidden_size=16,
         epochs=1,
+        user_warmup_epochs=0,
     )
     config.update(overrides)
     return config

@@ -41,6 +41,7 @@ GROUPS = {
 }
 
 
+@pytest.mark.parametrize("mode", ["prefix", "soft_token"])
 @pytest.mark.parametrize("loss,expected,absent", [
     ("rec", {"user_llm", "logit_scale"}, {"user_token", "creative_llm", "to_creative", "match", "align"}),
     ("creative", {"user_llm", "user_token", "creative_llm", "to_creative"}, {"to_profile", "match", "align"}),
@@ -48,8 +49,10 @@ GROUPS = {
     ("align", {"user_llm", "user_token", "align"}, {"creative_llm", "to_creative", "match", "to_profile"}),
     ("recon", {"user_llm", "user_token", "creative_llm", "to_profile"}, {"to_creative", "match", "align"}),
 ])
-def test_each_loss_trains_exactly_its_parameters(tiny_creative_data, loss, expected, absent):
-    model, train, _, _ = build(tiny_creative_data, **_only(loss))
+def test_each_loss_trains_exactly_its_parameters(tiny_creative_data, loss, expected, absent, mode):
+    """In either injection mode the title loss reaches the U -> creative-LLM map and,
+    through U, the user LLM and [USER]."""
+    model, train, _, _ = build(tiny_creative_data, user_injection=mode, **_only(loss))
     losses = model.calculate_loss(_batch_with_creative(train, model.device))
     assert len(losses) == 1 and torch.isfinite(losses[0])
     losses[0].backward()
@@ -68,18 +71,18 @@ def test_shared_projector_learns_from_the_profile_task(tiny_creative_data):
     model, train, _, _ = build(tiny_creative_data, share_soft_token_projector=True, **_only("recon"))
     assert model.user_to_profile is model.user_to_creative
     model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
-    assert model.user_to_creative.linear.weight.grad.abs().sum() > 0  # the title prompt's projector moved
+    assert all(p.grad.abs().sum() > 0 for p in model.user_to_creative.parameters())  # the title prompt's map moved
 
 
 def test_ablation_without_user_embedding(tiny_creative_data):
     model, train, _, _ = build(tiny_creative_data, use_user_embedding=False, **_only("creative"))
     model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
-    assert model.user_to_creative.linear.weight.grad is None  # U never reaches the creative LLM
+    assert all(p.grad is None for p in model.user_to_creative.parameters())  # U never reaches the creative LLM
     assert model.user_token.grad is None
 
 
 def test_soft_token_lands_where_the_template_says(tiny_creative_data):
-    model, train, _, _ = build(tiny_creative_data)
+    model, train, _, _ = build(tiny_creative_data, user_injection="soft_token")
     seen = {}
     decoder = model.creative._base()[0]
     handle = decoder.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
@@ -87,7 +90,7 @@ def test_soft_token_lands_where_the_template_says(tiny_creative_data):
     before, after = model._prompt_parts(model.template, [1, 2])
     model.creative.loss(before, model.user_to_creative(user_vec), after, model.creative.target_ids(["a b", "c"]))
     handle.remove()
-    projected = model.user_to_creative(user_vec)
+    projected = model.user_to_creative(user_vec).soft_tokens
     for row in range(2):
         assert torch.allclose(seen["inputs_embeds"][row, len(before[row])], projected[row].to(seen["inputs_embeds"].dtype))
     prefix = model.template.text.split("{user}")[0]
@@ -100,14 +103,14 @@ def test_weighted_title_loss(tiny_creative_data):
     model, _, _, _ = build(tiny_creative_data)
     creative = model.creative
     before, after = model._prompt_parts(model.template, [1, 2])
-    soft = model.user_to_creative(torch.randn(2, model.user_encoder.hidden_size, device=model.device))
+    condition = model.user_to_creative(torch.randn(2, model.user_encoder.hidden_size, device=model.device))
     targets = creative.target_ids(["a b", "c"])
-    plain = creative.loss(before, soft, after, targets)
+    plain = creative.loss(before, condition, after, targets)
     ones = [[1.0] * len(t) for t in targets]
-    assert torch.allclose(creative.loss(before, soft, after, targets, ones), plain)
+    assert torch.allclose(creative.loss(before, condition, after, targets, ones), plain)
     first_row_only = [[1.0] * len(targets[0]), [0.0] * len(targets[1])]
-    row0 = creative.loss(before[:1], soft[:1], after[:1], targets[:1])
-    assert torch.allclose(creative.loss(before, soft, after, targets, first_row_only), row0, atol=1e-5)
+    row0 = creative.loss(before[:1], condition.rows(slice(0, 1)), after[:1], targets[:1])
+    assert torch.allclose(creative.loss(before, condition, after, targets, first_row_only), row0, atol=1e-5)
 
 
 def test_generation_from_embeddings_matches_generation_from_tokens(tiny_creative_data):
@@ -265,11 +268,14 @@ def test_soft_token_projector_starts_at_token_norm_whatever_the_scale_of_u():
     assert torch.allclose(projector(user_vecs * 40), projector(user_vecs), atol=1e-5)  # scale-free in U
 
 
-def test_gradient_checkpointing_changes_memory_not_results(tiny_creative_data):
+@pytest.mark.parametrize("mode", ["prefix", "soft_token", "both"])
+def test_gradient_checkpointing_changes_memory_not_results(tiny_creative_data, mode):
+    """With the prefix this also checks that checkpointed layers keep the prefix cache
+    (transformers drops a cache under checkpointing unless told it only reads)."""
     grads = []
     for checkpointing in (0, 1):
         model, train, _, _ = build(tiny_creative_data, creative_llm_activation_checkpointing=checkpointing,
-                                   **_only("creative"))
+                                   user_injection=mode, **_only("creative"))
         model.train()
         assert model.creative.llm.is_activation_checkpointing == bool(checkpointing)
         loss = model.calculate_loss(_batch_with_creative(train, model.device))[0]
@@ -281,13 +287,13 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_creative_data):
 def test_shared_prompt_prefix_gives_the_same_titles(tiny_creative_data):
     """Encoding the template's fixed start once per batch (KV cache shared by the rows)
     must not change what is generated."""
-    model, _, _, test = build(tiny_creative_data, generation_max_new_tokens=8)
+    model, _, _, test = build(tiny_creative_data, generation_max_new_tokens=8, user_injection="soft_token")
     model.eval()
     feat = test.dataset.inter_feat
     args = (feat["item_id_list"][:10], feat["item_length"][:10], feat["item_id"][:10])
     calls = []
-    original = model.creative._prefix_cache
-    model.creative._prefix_cache = lambda *a: calls.append(a) or original(*a)
+    original = model.creative._shared_prompt_cache
+    model.creative._shared_prompt_cache = lambda *a: calls.append(a) or original(*a)
     shared, _ = model.generate_titles(*args)
     model.creative.share_prefix = False
     unshared, _ = model.generate_titles(*args)

@@ -89,7 +89,10 @@ def test_clustered_titles_are_complete_shared_per_cluster_and_deterministic(tiny
 
 
 def test_the_centroid_is_what_the_creative_llm_sees(tiny_creator):
+    """Centroids live in U space and go through the configured user conditioning (the
+    per-layer prefix by default), like any U."""
     model, histories = tiny_creator
+    assert model.user_to_creative.mode == "prefix"
     users = sorted(histories)
     pairs = [(u, 4) for u in users]
     result = personalise(model, histories, pairs, _settings(clusters=3), max_len=10)

@@ -60,8 +60,44 @@ def has_sharded_params(model: nn.Module) -> bool:
     return any(is_sharded(p) for p in model.parameters())
 
 
+def reshard(model: nn.Module) -> None:
+    """Put every FSDP module's parameters back in their sharded form. After a forward
+    outside training (e.g. the prefix anchor's), FSDP keeps the root's gathered, whole
+    tensors, which a check for sharded parameters would miss."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
+@torch.no_grad()
+def clip_mixed_grad_norm(parameters, max_norm: float, norm_type: float = 2.0) -> torch.Tensor:
+    """``clip_grad_norm_`` over FSDP-sharded and whole (DDP, already all-reduced)
+    gradients together: the sharded ones add their squared norms over the ranks."""
+    import torch.distributed as dist
+
+    if float(norm_type) != 2.0:
+        raise ValueError(f"clip_grad_norm: norm_type {norm_type} with creative_llm_fsdp: only the 2-norm is supported")
+    grads = [p.grad for p in parameters if p.grad is not None]
+    sharded = [g.to_local() for g in grads if is_sharded(g)]
+    whole = [g for g in grads if not is_sharded(g)]
+    device = (sharded or whole)[0].device
+    sharded_sq = sum((s.float().pow(2).sum() for s in sharded), torch.zeros((), device=device))
+    dist.all_reduce(sharded_sq)
+    whole_sq = sum((w.float().pow(2).sum() for w in whole), torch.zeros((), device=device))
+    total = (sharded_sq + whole_sq).sqrt()
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in sharded:
+        g.mul_(coef.to(g.dtype))
+    for g in whole:
+        g.mul_(coef.to(g.dtype))
+    return total
+
+
 def ignore_sharded_in_ddp(model: nn.Module) -> list[str]:
     """Tell the DDP wrapper RecBole builds later to leave FSDP's parameters alone."""
+    reshard(model)
     names = [name for name, p in model.named_parameters() if is_sharded(p)]
     if names:
         from torch.nn.parallel import DistributedDataParallel

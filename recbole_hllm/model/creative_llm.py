@@ -1,9 +1,10 @@
-"""Creative LLM: a causal LM that writes a title with the user embedding as one soft token.
+"""Creative LLM: a causal LM that writes a title conditioned on the user embedding.
 
 The prompt template (yaml, not code) holds one ``{user}`` slot and named ad slots
 (``{title}``, ``{description}``, ...). The text before and after ``{user}`` is tokenised
-once per row; the projected user embedding is spliced between them as a single
-``inputs_embeds`` row, followed by the target tokens when training. The loss is
+once per row; the user condition (:mod:`recbole_hllm.model.user_conditioning`) enters as
+a soft token spliced between them (one ``inputs_embeds`` row) and/or as a per-layer
+key/value prefix, followed by the target tokens when training. The loss is
 cross-entropy on the target tokens only, and the LM head runs only at the positions
 that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
 """
@@ -20,17 +21,25 @@ from torch import nn
 
 from recbole_hllm.distributed.context import global_mean
 from recbole_hllm.distributed.fsdp import shard_decoder_layers
+from recbole_hllm.errors import UserError
 from recbole_hllm.llm.backbone import (
     BackboneSpec,
     hidden_size,
     load_backbone,
     resolve_dtype,
 )
+from recbole_hllm.llm.prefix_cache import (
+    KVGeometry,
+    allow_checkpointing_with_read_only_cache,
+    generation_cache,
+    training_cache,
+)
+from recbole_hllm.model.user_conditioning import UserCondition
 
 USER_SLOT = "user"
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     pass
 
 
@@ -63,7 +72,14 @@ class CreativeLLM(nn.Module):
         self.spec = BackboneSpec.from_config(config, "creative")
         self.dtype = resolve_dtype(self.spec.dtype, device)
         self.llm, self.tokenizer = load_backbone(self.spec, device, causal_lm=True)
-        enable_activation_checkpointing(self.llm, config["creative_llm_activation_checkpointing"] or 0)
+        checkpointing = config["creative_llm_activation_checkpointing"] or 0
+        enable_activation_checkpointing(self.llm, checkpointing)
+        if checkpointing and config["user_injection"] in ("prefix", "both"):
+            allow_checkpointing_with_read_only_cache(self.llm)  # the training prefix cache never grows
+        self.kv_geometry = KVGeometry.of(self.llm.config)  # what a per-layer user prefix must fill
+        self.tuned_layers = config["creative_tuned_layers"]
+        if self.tuned_layers:
+            freeze_layers_below(self.llm, self.kv_geometry.layers - self.tuned_layers)
         self.fsdp = bool(config["creative_llm_fsdp"])  # decoder layers sharded over the ranks (distributed/fsdp.py)
         if self.fsdp:
             shard_decoder_layers(self.llm, device)
@@ -80,13 +96,24 @@ class CreativeLLM(nn.Module):
             raise ValueError(f"creative_llm {self.spec.source!r}: its tokenizer has neither an EOS nor a SEP token")
 
     # -- helpers --------------------------------------------------------------------
-    def _prefix_cache(self, prefix: list[int], batch_size: int):
-        """KV cache of ``prefix``, computed once and repeated for ``batch_size`` rows."""
-        ids = torch.tensor([prefix], device=self.llm.get_input_embeddings().weight.device)
+    def _shared_prompt_cache(self, prompt_ids: list[int], batch_size: int):
+        """KV cache of the prompt start ``prompt_ids``, computed once and repeated for ``batch_size`` rows."""
+        ids = torch.tensor([prompt_ids], device=self.llm.get_input_embeddings().weight.device)
         cache = getattr(self.llm(input_ids=ids, use_cache=True), self.cache_kwarg)
         cache.batch_repeat_interleave(batch_size)
         return cache
 
+
+    @torch.no_grad()
+    def text_kv(self, text: str, tokens: int) -> torch.Tensor:
+        """The model's keys and values of ``text`` cut or cycled to ``tokens`` tokens, at
+        positions 0..tokens-1: ``[layers, 2, kv_heads, tokens, head_dim]`` (float32). A user
+        prefix starting here reads to the model like those tokens at the prompt's start."""
+        ids = self.token_ids([text])[0] or [self.eos_id]
+        ids = (ids * tokens)[:tokens]
+        device = self.llm.get_input_embeddings().weight.device
+        cache = getattr(self.llm(input_ids=torch.tensor([ids], device=device), use_cache=True), self.cache_kwarg)
+        return torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]).float()
 
     def mean_token_norm(self) -> float:
         """Mean L2 norm of the word embeddings: the scale a soft token should start at."""
@@ -140,25 +167,41 @@ class CreativeLLM(nn.Module):
         return embeds.to(self.dtype), mask, label_tensor
 
     # -- training -------------------------------------------------------------------
-    def loss(self, before_ids, soft_tokens, after_ids, target_ids, target_weights=None) -> torch.Tensor:
-        """Mean token cross-entropy of ``target_ids`` given the prompt (and soft token).
+    def loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
+             target_weights=None) -> torch.Tensor:
+        """Mean token cross-entropy of ``target_ids`` given the prompt and the user condition.
 
+        ``condition`` carries the soft token (spliced at the user slot) and/or the
+        per-layer prefix (a read-only KV cache the real tokens attend to); None: no U.
         ``target_weights`` (one list per row, one weight per target token) turns it into
         a weighted mean. The mean is over every rank's target tokens (one process: this
         batch's), so the multi-process loss is the global batch's. Every rank calls this
         at each step, with no rows where its batch has none."""
         if not target_ids:
             return global_mean(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
-        embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False)
-        decoder, lm_head = self._base()
-        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state  # [B, T, H]
-        predicts = labels[:, 1:] != -100  # position t predicts token t+1
-        logits = lm_head(hidden[:, :-1][predicts]).float()  # [n_targets, vocab]
-        token_nll = F.cross_entropy(logits, labels[:, 1:][predicts], reduction="none")  # row-major, as target_ids
+        logits, labels = self.target_logits(before_ids, condition, after_ids, target_ids)
+        token_nll = F.cross_entropy(logits, labels, reduction="none")  # row-major, as target_ids
         if target_weights is None:
             return global_mean(token_nll.sum(), len(token_nll))
         weights = torch.tensor([w for row in target_weights for w in row], device=token_nll.device)
         return global_mean((token_nll * weights).sum(), weights.sum())
+
+    def target_logits(self, before_ids, condition: UserCondition | None, after_ids,
+                      target_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced ``[n_targets, vocab]`` logits at the positions that predict the
+        target tokens, and those tokens ``[n_targets]`` (rows in order). The LM head runs
+        only there: the 49k-word vocabulary would otherwise dominate CPU time."""
+        soft_tokens, prefix_len = _soft_tokens(condition), _prefix_len(condition)
+        embeds, mask, labels = self._embed_rows(before_ids, soft_tokens, after_ids, target_ids, left_pad=False,
+                                                shared_len=prefix_len)
+        extra = {}
+        if prefix_len:
+            mask = torch.cat([mask.new_ones(len(mask), prefix_len), mask], dim=1)
+            extra[self.cache_kwarg] = training_cache(condition.prefix.to(self.dtype))
+        decoder, lm_head = self._base()
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **extra).last_hidden_state
+        predicts = labels[:, 1:] != -100  # position t predicts token t+1
+        return lm_head(hidden[:, :-1][predicts]).float(), labels[:, 1:][predicts]
 
     def _idle_forward(self) -> torch.Tensor:
         """A zero that went through every sharded layer: with FSDP all ranks must run each
@@ -170,23 +213,46 @@ class CreativeLLM(nn.Module):
 
     # -- generation -----------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, before_ids, soft_tokens, after_ids, max_new_tokens: int, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50) -> tuple[list[str], int]:
-        """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> (clean texts, new tokens).
+    def generate(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
+                 **decoding) -> tuple[list[str], int]:
+        """Batched generation -> (clean texts, new tokens); see :meth:`generate_ids`."""
+        output = self.generate_ids(before_ids, condition, after_ids, max_new_tokens, **decoding)
+        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        new_tokens = int((output != self.tokenizer.pad_token_id).sum())
+        return [clean_generation(t) for t in texts], new_tokens
 
-        When every row starts with the same text before the soft token (the template's
-        fixed instruction, the usual case), that prefix is encoded once and its KV cache
-        shared by the batch: rows are laid out ``[prefix | padding | soft token, ad]``
-        and the attention mask skips the padding, so positions match the unshared run."""
+    @torch.no_grad()
+    def generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
+                     do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                     top_k: int = 50) -> torch.Tensor:
+        """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> new token ids ``[B, T]``
+        (padded with the pad id after a row's EOS).
+
+        With a user prefix, the cache starts with each row's P prefix states (and the
+        mask with P ones); ``generate`` skips the P placeholder embeddings in front, as
+        it skips any cached position. Without one, when every row starts with the same
+        text before the user slot (the template's fixed instruction, the usual case),
+        that text is encoded once and its KV cache shared by the batch: rows are laid
+        out ``[shared text | padding | soft token, ad]`` and the attention mask skips the
+        padding, so positions match the unshared run. That sharing cannot hold with a
+        user prefix: the instruction's own keys and values then depend on the user,
+        because its tokens attend to the prefix."""
         empty = [[] for _ in before_ids]
-        prefix = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
-        if prefix and self.share_prefix:
-            embeds, mask, _ = self._embed_rows([[] for _ in before_ids], soft_tokens, after_ids, empty, left_pad=True,
-                                               shared_len=len(prefix))
-            cache = self._prefix_cache(prefix, len(before_ids))
-            prefix_embeds = self.llm.get_input_embeddings()(torch.tensor(prefix, device=embeds.device))
-            embeds = torch.cat([prefix_embeds.to(embeds.dtype).expand(len(before_ids), -1, -1), embeds], dim=1)
-            mask = torch.cat([mask.new_ones(len(before_ids), len(prefix)), mask], dim=1)
+        soft_tokens, prefix_len = _soft_tokens(condition), _prefix_len(condition)
+        shared = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
+        if prefix_len:
+            embeds, mask, _ = self._embed_rows(before_ids, soft_tokens, after_ids, empty, left_pad=True,
+                                               shared_len=prefix_len)
+            cache = generation_cache(condition.prefix.to(self.dtype))
+            embeds = torch.cat([embeds.new_zeros(len(embeds), prefix_len, embeds.shape[-1]), embeds], dim=1)
+            mask = torch.cat([mask.new_ones(len(mask), prefix_len), mask], dim=1)
+        elif shared and self.share_prefix:
+            embeds, mask, _ = self._embed_rows(empty, soft_tokens, after_ids, empty, left_pad=True,
+                                               shared_len=len(shared))
+            cache = self._shared_prompt_cache(shared, len(before_ids))
+            shared_embeds = self.llm.get_input_embeddings()(torch.tensor(shared, device=embeds.device))
+            embeds = torch.cat([shared_embeds.to(embeds.dtype).expand(len(before_ids), -1, -1), embeds], dim=1)
+            mask = torch.cat([mask.new_ones(len(before_ids), len(shared)), mask], dim=1)
         else:
             cache = None
             embeds, mask, _ = self._embed_rows(before_ids, soft_tokens, after_ids, empty, left_pad=True)
@@ -196,21 +262,42 @@ class CreativeLLM(nn.Module):
                 raise ValueError(f"the creative prompt alone ({embeds.shape[1]} tokens) fills the creative "
                                  f"LLM's context ({self.max_context}); shorten it")
         sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {}
-        output = self.llm.generate(
+        return self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
             use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **sampling,
             **({"synced_gpus": True} if self.fsdp else {}),  # sharded layers: ranks decode in step
         )
-        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
-        new_tokens = int((output != self.tokenizer.pad_token_id).sum())
-        return [clean_generation(t) for t in texts], new_tokens
+
+
+def _soft_tokens(condition: UserCondition | None):
+    return None if condition is None else condition.soft_tokens
+
+
+def _prefix_len(condition: UserCondition | None) -> int:
+    return 0 if condition is None else condition.prefix_len
 
 
 def _cache_kwarg(model) -> str:
     """The KV-cache argument's name: ``cache`` in transformers 5's models, ``past_key_values`` before."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def freeze_layers_below(model, first_tuned: int) -> int:
+    """Stop training the decoder layers below ``first_tuned`` (their LoRA adapters or
+    weights): with nothing to train there and a constant user prefix in them, the
+    backward pass ends at layer ``first_tuned``. Returns how many tensors were frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        match = _LAYER_INDEX.search(name)
+        if match and int(match.group(1)) < first_tuned and param.requires_grad:
+            param.requires_grad_(False)
+            frozen += 1
+    return frozen
+
+
+_LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
 def enable_activation_checkpointing(model, every_n_layers: int) -> None:

@@ -5,9 +5,10 @@ arXiv 2508.18118.
 
 HLLM's item and user LLMs (inherited, not copied) yield the user embedding U: the
 user LLM reads the history's item embeddings, optional user-prompt tokens and one
-learnable [USER] embedding; U is the last hidden state at [USER]. A linear projector
-(no bias, on U scaled to unit RMS) maps U to the creative LLM's width, where it is one soft token in the
-prompt; the creative LLM is trained to write the personalised title
+learnable [USER] embedding; U is the last hidden state at [USER]. U reaches the creative LLM
+as configured by ``user_injection`` (:mod:`recbole_hllm.model.user_conditioning`): a
+per-layer key/value prefix (the default), the paper's one soft token, or both; the
+creative LLM is trained to write the personalised title
 (-1/L sum log p(r_i | U, ad text, r_<i)). Auxiliary losses keep U meaningful:
 next-item recommendation (HLLM's loss), user-ad matching, alignment with the text
 profile, and reconstruction of the profile from U.
@@ -17,16 +18,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_hllm.config import validate_config
+from recbole_hllm.config import ConfigValueError, validate_config
 from recbole_hllm.config_creator import CREATOR_RULES
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.distributed.context import rank, world_size
 from recbole_hllm.distributed.fsdp import ignore_sharded_in_ddp
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
-from recbole_hllm.model.heads import MatchingHead, SoftTokenProjector, matching_loss, symmetric_infonce
+from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
 from recbole_hllm.model.losses import LogitScale, full_softmax
+from recbole_hllm.model.user_conditioning import UserCondition, UserConditioner
 
 LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 
@@ -41,6 +43,16 @@ class HLLMCreator(HLLM):
         if not self.use_user_embedding:  # ablation: U never reaches the creative LLM
             self.loss_weights.update(align=0.0, recon=0.0)
         self.match_negatives = config["match_negatives"]
+        if config["user_warmup_epochs"] >= config["epochs"]:
+            raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
+                                   f"{config['epochs']}: the warm-up epochs never train the creative LLM")
+        self.creative_training = True  # False during the trainer's user-side warm-up epochs
+        self.condition_space = config["user_condition_space"]
+        self.creative_trains_user = bool(config["creative_loss_trains_user"])
+        self.teacher_share = 0.0  # share of creative rows that read the profile embedding (set by the trainer)
+        if config["profile_teacher_rate"] and self.condition_space != "align":
+            raise ConfigValueError("profile_teacher_rate > 0 needs user_condition_space: align (the profile "
+                                   "embedding stands in for the projection of U in the alignment space)")
         self.generation = {k: config[f"generation_{k}"] for k in
                            ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "batch_size")}
 
@@ -50,14 +62,13 @@ class HLLMCreator(HLLM):
         self.creative = CreativeLLM(config, self.device)
         self.template = PromptTemplate(config["creative_prompt"], "creative_prompt")
         self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
-        token_norm = self.creative.mean_token_norm()
-        self.user_to_creative = SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
-        # shared: the soft token the creative LLM learns to read when rewriting the profile
-        # (every profile token depends on U) is the one the title prompt gets
-        self.user_to_profile = self.user_to_creative if config["share_soft_token_projector"] else \
-            SoftTokenProjector(h_user, self.creative.hidden_size, token_norm)
-        self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_proj = nn.Linear(h_user, self.item_encoder.hidden_size, bias=False)
+        self.user_to_creative = self._user_conditioner(config, h_user)
+        # shared: what the creative LLM learns to read when rewriting the profile (every
+        # profile token depends on U) is what the title prompt gets
+        self.user_to_profile = self.user_to_creative if config["share_soft_token_projector"] else \
+            self._user_conditioner(config, h_user)
+        self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
 
         creative = dataset.creative
@@ -69,6 +80,15 @@ class HLLMCreator(HLLM):
         self._profile_table = None  # [n_creative_rows, H_item] profile embeddings (align loss)
         if self.creative.fsdp:  # FSDP owns the sharded layers' gradients, not RecBole's DDP wrapper
             ignore_sharded_in_ddp(self)
+
+    def _user_conditioner(self, config, user_size: int) -> UserConditioner:
+        if config["user_condition_space"] == "align":  # it reads align_proj(U), in the item LLM's width
+            user_size = self.item_encoder.hidden_size
+        mode, tokens = config["user_injection"], config["user_prefix_tokens"]
+        anchor = self.creative.text_kv(config["user_prefix_anchor_text"], tokens) if mode != "soft_token" else None
+        return UserConditioner(mode, user_size, self.creative.hidden_size, self.creative.mean_token_norm(),
+                               self.creative.kv_geometry, tokens, config["user_prefix_hidden_size"],
+                               config["user_prefix_init_std"], anchor, self.creative.tuned_layers)
 
     def generation_shard(self) -> tuple[int, int]:
         """(rank, world) whose share of generation batches this process writes; with a
@@ -139,15 +159,15 @@ class HLLMCreator(HLLM):
         has_creative = creative_rows >= 0
         rows, u = creative_rows[has_creative].tolist(), user_vec[has_creative]
         items = pos_items[has_creative].tolist()
-        if self.loss_weights["creative"]:
-            losses["creative"] = self._creative_loss(rows, items, u)
         with_profile = [i for i, r in enumerate(rows) if self.creative_profiles[r]]
         profile_rows = [rows[i] for i in with_profile]
+        if self.loss_weights["creative"] and self.creative_training:
+            losses["creative"] = self._creative_loss(rows, items, self._training_signal(u, rows))
         if self.loss_weights["align"]:
             profile_vecs = self._profile_vectors()[profile_rows]
             losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
-        if self.loss_weights["recon"]:
-            losses["recon"] = self._recon_loss(profile_rows, u[with_profile])
+        if self.loss_weights["recon"] and self.creative_training:
+            losses["recon"] = self._recon_loss(profile_rows, self._training_signal(u[with_profile]))
         zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
         return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
 
@@ -168,30 +188,65 @@ class HLLMCreator(HLLM):
             after.append(a)
         return self.creative.token_ids(before), self.creative.token_ids(after)
 
-    def _soft_tokens(self, user_vec):
-        return self.user_to_creative(user_vec) if self.use_user_embedding else None
+    def condition_signal(self, user_vec: torch.Tensor) -> torch.Tensor:
+        """What the U -> creative-LLM map reads for users ``[B, H_user]``: U itself, or
+        (``user_condition_space: align``) align_proj(U) ``[B, H_item]``, the projection the
+        align loss pulls towards the embedding of the user's text profile."""
+        return self.align_proj(user_vec) if self.condition_space == "align" else user_vec
 
-    def _creative_loss(self, rows, items, user_vec):
+    def _training_signal(self, user_vec: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        """``condition_signal`` as the title and reconstruction losses see it: cut from the
+        user side's gradients unless ``creative_loss_trains_user``; with a ``teacher_share``,
+        that share of the ``rows`` that have a profile read the profile's embedding
+        instead: a clean signal in the same space, which the creative LLM can learn to read
+        from the first step (a curriculum that the trainer fades out, so that at the end,
+        and at test time, only U is read)."""
+        signal = self.condition_signal(user_vec)
+        if not self.creative_trains_user:
+            signal = signal.detach()
+        if not self.teacher_share or not rows:
+            return signal
+        has_profile = torch.tensor([bool(self.creative_profiles[r]) for r in rows], device=signal.device)
+        teach = has_profile & (torch.rand(len(rows), device=signal.device) < self.teacher_share)
+        if not teach.any():
+            return signal
+        profiles = self._profile_vectors()[torch.tensor(rows, device=signal.device)]
+        return torch.where(teach[:, None], profiles.to(signal.dtype), signal)
+
+    def user_condition(self, user_vec: torch.Tensor) -> UserCondition | None:
+        """What the title prompt receives for users ``[B, H_user]`` (None in the no-U ablation)."""
+        return self.user_to_creative(self.condition_signal(user_vec)) if self.use_user_embedding else None
+
+    def _creative_loss(self, rows, items, signal):
+        """Title loss; ``signal`` is what the U -> creative-LLM map reads (see ``condition_signal``)."""
         if not rows:
             return self.creative.loss([], None, [], [])
         before, after = self._prompt_parts(self.template, items)
         targets = self.creative.target_ids([self.creative_titles[r] for r in rows])
-        return self.creative.loss(before, self._soft_tokens(user_vec), after, targets)
+        condition = self.user_to_creative(signal) if self.use_user_embedding else None
+        return self.creative.loss(before, condition, after, targets)
 
-    def _recon_loss(self, rows, user_vec):
+    def _recon_loss(self, rows, signal):
         if not rows:
             return self.creative.loss([], None, [], [])
         before_text, after_text = self.profile_template.split()
         before = self.creative.token_ids([before_text] * len(rows))
         after = self.creative.token_ids([after_text] * len(rows))
         targets = self.creative.target_ids([self.creative_profiles[r] for r in rows])
-        return self.creative.loss(before, self.user_to_profile(user_vec), after, targets)
+        return self.creative.loss(before, self.user_to_profile(signal), after, targets)
 
     def _profile_vectors(self) -> torch.Tensor:
-        """Profile embeddings by the item LLM (frozen: computed once, no grad)."""
+        """``[n_creative_rows, H_item]``: the item LLM's embedding of each row's profile
+        (no grad). Each distinct text is embedded once (a user's rows share one profile);
+        with a frozen item LLM the table is kept for the whole run, otherwise it is
+        rebuilt once per training epoch (the item LLM's weights move)."""
         if self._profile_table is None:
+            texts = list(dict.fromkeys(self.creative_profiles))
+            row_of = {text: i for i, text in enumerate(texts)}
             with torch.no_grad():
-                self._profile_table = self.item_encoder.embed_texts(self.creative_profiles)
+                table = self.item_encoder.embed_texts(texts)
+            self._profile_table = table[torch.tensor([row_of[p] for p in self.creative_profiles],
+                                                     device=table.device)]
         return self._profile_table
 
     # -- generation -----------------------------------------------------------------
@@ -232,8 +287,9 @@ class HLLMCreator(HLLM):
     def generate_from_user_vectors(self, user_vec, items: list[int], **settings) -> tuple[list[str], int]:
         """Titles for (user embedding, ad) pairs; clustered inference passes centroids here."""
         before, after = self._prompt_parts(self.template, items)
-        return self.creative.generate(before, self._soft_tokens(user_vec), after, **settings)
+        return self.creative.generate(before, self.user_condition(user_vec), after, **settings)
 
     def train(self, mode: bool = True):
-        self._profile_table = None if mode else self._profile_table
+        if mode and not self.item_encoder.frozen:
+            self._profile_table = None
         return super().train(mode)
