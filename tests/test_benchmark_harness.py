@@ -1,11 +1,13 @@
-"""benchmarks/recsys.py: the same seed gives the same metrics; finished runs are skipped."""
+"""benchmarks/recsys.py: an interrupted run resumes from its last finished epoch in a fresh
+process and ends with the uninterrupted run's metrics; finished runs are skipped."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TINY_LLAMA, tiny_creator_config, write_tiny_dataset
+from conftest import TINY_LLAMA, subprocess_env, tiny_creator_config, write_tiny_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import recsys  # noqa: E402
@@ -18,23 +20,55 @@ HLLM_TINY = {
 }
 
 
-def test_same_seed_same_metrics(tmp_path):
+METRICS = ("recall@10", "ndcg@10", "mrr@10", "uni100_ndcg@10", "pop100_recall@10", "best_epoch")
+
+
+def _launch(tmp_path, settings, run_dir, monkeypatch):
+    monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(tmp_path / run_dir / "cache"))  # each process: a cold cache
+    return recsys.launch("HLLM", "tiny", 3, settings, str(tmp_path / run_dir), 300)
+
+
+KILLED_AFTER_FIRST_EPOCH = """
+import json, os, sys
+from benchmarks import recsys
+save = recsys.Progress.save_epoch
+def save_then_die(self, epoch_idx, score):
+    save(self, epoch_idx, score)
+    os._exit(9)  # the session ends: no cleanup, no final row
+recsys.Progress.save_epoch = save_then_die
+job = json.loads(sys.argv[1])
+recsys.run_one(job["model"], job["dataset"], job["seed"], job["overrides"], job["run_dir"])
+"""
+
+
+def test_an_interrupted_run_resumes_in_a_fresh_process_with_the_same_metrics(tmp_path, monkeypatch):
+    """The killed run's epoch 0 and the resumed process's epochs 1-2 give exactly the
+    uninterrupted run's metrics: the seed fixes everything, across fresh processes."""
     write_tiny_dataset(tmp_path)
-    settings = {**HLLM_TINY, "data_path": str(tmp_path), "checkpoint_dir": str(tmp_path / "saved")}
-    first = recsys.run_one("HLLM", "tiny", 3, settings)
-    second = recsys.run_one("HLLM", "tiny", 3, settings)
-    for key in ("recall@10", "ndcg@10", "mrr@10", "best_epoch", "config_hash", "trainable_params"):
-        assert first[key] == second[key], key
-    assert first["epochs_run"] == 2 and first["trainable_params"] < first["total_params"]
+    settings = {**HLLM_TINY, "data_path": str(tmp_path), "epochs": 3, "stopping_step": 10}
+    whole = _launch(tmp_path, settings, "whole", monkeypatch)
+    job = json.dumps({"model": "HLLM", "dataset": "tiny", "seed": 3, "overrides": settings,
+                      "run_dir": str(tmp_path / "cut")})
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_FIRST_EPOCH, job], capture_output=True, text=True,
+                            cwd=recsys.ROOT, env={**subprocess_env(tmp_path / "cut"), "PYTHONPATH": str(recsys.ROOT)},
+                            timeout=300)
+    assert killed.returncode == 9 and (tmp_path / "cut" / "last.pth").exists(), killed.stderr[-2000:]
+    resumed = _launch(tmp_path, settings, "cut", monkeypatch)
+    assert resumed["resumed_from_epoch"] == 0 and whole["resumed_from_epoch"] is None
+    assert resumed["epochs_run"] == whole["epochs_run"] == 3
+    for key in (*METRICS, "config_hash", "trainable_params"):
+        assert resumed[key] == whole[key], key  # epochs 1-2 trained as the uninterrupted run trained them
+    assert whole["trainable_params"] < whole["total_params"]
+    assert whole["converged"] is False and whole["epoch_cap"] == 3  # ran to the cap
 
 
 def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch):
     write_tiny_dataset(tmp_path / "data")
     calls = []
 
-    def in_process(model, dataset, seed, overrides, timeout):  # the subprocess, minus the process
+    def in_process(model, dataset, seed, overrides, run_dir, timeout):  # the subprocess, minus the process
         calls.append((model, seed))
-        return recsys.run_one(model, dataset, seed, overrides)
+        return recsys.run_one(model, dataset, seed, overrides, run_dir)
 
     monkeypatch.setattr(recsys, "launch", in_process)
     args = ["--dataset", "tiny", "--data-path", str(tmp_path / "data"), "--models", "SASRec", "--seeds", "1,2",
@@ -46,14 +80,15 @@ def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch)
     assert {r["seed"] for r in rows} == {1, 2} and all(r["git_commit"] and r["config_hash"] for r in rows)
     assert "packages" in rows[0] and rows[0]["packages"]["recbole"] == "1.2.1"
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
-    assert "| SASRec | 2 |" in table and "+-" in table
+    assert "| SASRec | 2 | capped |" in table and "+-" in table and "uni100_ndcg@10" in table
+    assert not list((tmp_path / "out" / "tmp" / "recsys-runs").glob("*/*"))  # finished runs leave no folder
 
 
 def test_hllm_creator_rows_carry_generation_metrics(tmp_path):
     """HLLMCreator goes through the same harness; its row and table add the test titles' scores."""
     write_tiny_dataset(tmp_path, creative=True)
     settings = tiny_creator_config(tmp_path, generation_metrics=["rouge-l", "titles_per_ad"])
-    row = recsys.run_one("HLLMCreator", "tiny", 1, settings)
-    assert 0.0 <= row["rouge-l"] <= 1.0 and row["titles_per_ad"] >= 1.0 and "ndcg@10" in row
+    row = recsys.run_one("HLLMCreator", "tiny", 1, settings, str(tmp_path / "run"))
+    assert {"rouge-l", "titles_per_ad", "shuffled_rouge-l", "ndcg@10", "uni100_ndcg@10"} <= set(row)
     table = recsys.summarise([row], "tiny")
     assert "| rouge-l | titles_per_ad |" in table and f"{row['rouge-l']:.4g}" in table
