@@ -31,6 +31,8 @@ CREATOR_RULES = {
     "generation_top_p": Rule("a number in (0, 1]", lambda v: _number_at_least(0, True)(v) and v <= 1),
     "generation_top_k": Rule("an int >= 1", _int_at_least(1)),
     "generation_batch_size": Rule("an int >= 1", _int_at_least(1)),
+    "generation_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16'",
+                             _one_of("auto", "float32", "bfloat16", "float16")),
     "generation_metrics": Rule("a list of metric names", lambda v: isinstance(v, (list, tuple))),
     "generate_on_valid": Rule("true or false", _is_bool),
     "generation_valid_limit": Rule("an int >= 1 or null (all)", _int_at_least(1), optional=True),

@@ -13,6 +13,11 @@ import pytest
 
 import recbole_hllm  # noqa: F401  (fixes + registration before any RecBole use)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker, not two threads each
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def build_model(model_class, config_dict: dict, dataset: str = "tiny"):
     """Config, data splits and a seeded model, as RecBole's quick start builds them:
@@ -125,6 +130,7 @@ def tiny_creator_config(data_root: Path, **overrides) -> dict:
         text_fields=["title", "description"],
         generation_max_new_tokens=6,
         generation_batch_size=8,
+        generation_dtype="float32",  # exact: greedy titles are compared with teacher-forced argmaxes
         match_hidden_size=16,
         user_prefix_hidden_size=16,
         epochs=1,

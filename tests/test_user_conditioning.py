@@ -83,6 +83,31 @@ def test_left_padded_batch_generation_equals_one_row_generation(tiny_creative_da
         assert alone == [batch[row]]
 
 
+@pytest.mark.parametrize("mode", ["prefix", "soft_token"])
+def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
+    """generation_dtype: bfloat16 runs the creative LLM's generate under bf16 autocast
+    (the weights, the training path and the prefix stay float32); auto resolves to bf16
+    exactly where bf16 is native."""
+    from recbole_hllm.llm.backbone import fast_bf16
+
+    model, _, _, _ = build(tiny_creative_data, user_injection=mode, generation_dtype="bfloat16")
+    model.eval()
+    seen = []
+    model.creative._base()[0].layers[-1].register_forward_hook(
+        lambda *_: seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))))
+    titles, new_tokens = model.generate_from_user_vectors(_user_vecs(model, 3), [1, 2, 3], **model.decoding_settings)
+    assert len(titles) == 3 and new_tokens > 0
+    assert seen and set(seen) == {(True, torch.bfloat16)}
+    assert next(model.creative.llm.parameters()).dtype == torch.float32
+    seen.clear()
+    before, after = model._prompt_parts(model.template, [1])
+    model.creative.target_logits(before, model.user_condition(_user_vecs(model, 1)), after, [[5, 6]])
+    assert seen and not any(enabled for enabled, _ in seen)  # the training path: no autocast
+    auto, _, _, _ = build(tiny_creative_data, user_injection=mode, generation_dtype="auto")
+    expected = torch.bfloat16 if fast_bf16(torch.device("cpu")) else torch.float32
+    assert auto.creative.generation_dtype == expected
+
+
 def test_the_prefix_turns_the_shared_prompt_cache_off(tiny_creative_data):
     """With a user prefix, the instruction's keys and values depend on the user: the
     prompt start must not be encoded once for the whole batch."""

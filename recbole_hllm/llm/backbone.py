@@ -97,6 +97,29 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix multiplies are native on ``device``: CUDA with bf16, or a
+    CPU with AVX512-BF16 or AMX (there bf16 is several times faster than float32;
+    elsewhere it is emulated and slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_generation_dtype(name: str, model_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype generation computes in: ``auto`` is bfloat16 where it is native (see
+    :func:`fast_bf16`), else the model's own dtype; other names are taken as they are.
+    None (a checkpoint from before the key existed) keeps the model's dtype."""
+    if name is None:
+        return model_dtype
+    if name == "auto":
+        return torch.bfloat16 if fast_bf16(device) else model_dtype
+    return DTYPES[name]
+
+
 def load_tokenizer(spec: BackboneSpec):
     from transformers import AutoTokenizer
 
