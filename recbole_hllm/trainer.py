@@ -250,6 +250,9 @@ class HLLMCreatorTrainer(HLLMTrainer):
         size = self.config["shuffled_u_pairs"]
         if size == 0 or len(records) < 2:
             return {}
+        if not self.model.use_user_embedding:  # the ablation: another user's titles would be the same ones
+            self.logger.info("use_user_embedding = False: no U to shuffle, shuffled_* and u_gain not computed")
+            return {}
         start = time.perf_counter()
         sample, donors = sample_rows(len(records), size, self.config["seed"] or 0)
         titles = self._titles(dataset, rows[sample], rows[donors])

@@ -196,6 +196,9 @@ def test_test_run_reports_shuffled_u_metrics_and_titles(tiny_creative_data):
     assert len(shuffled) == 10 and all(r["shuffled_u_user"] != r["user"] for r in shuffled)
     off = run_recbole(model="HLLMCreator", dataset="tiny", config_dict={**config, "shuffled_u_pairs": 0})
     assert not any(k.startswith("shuffled_") for k in off["test_result"])
+    no_u = run_recbole(model="HLLMCreator", dataset="tiny", config_dict={**config, "use_user_embedding": False})
+    assert "rouge-l" in no_u["test_result"]  # the ablation has no U to shuffle: no shuffled pass
+    assert not any(k.startswith("shuffled_") or k == "u_gain" for k in no_u["test_result"])
 
 
 # -- do trained titles depend on U at all? -------------------------------------------------------
