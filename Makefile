@@ -26,7 +26,7 @@ run-hllm: setup
 	$(BIN)/run_recbole --model=HLLM --dataset=ml-100k $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 clean:
 	rm -rf log log_tensorboard saved .pytest_cache

@@ -41,7 +41,7 @@ setup(
         # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
         "lm-format-enforcer==0.11.3",
     ],
-    extras_require={"test": ["pytest>=8"], "bench": ["matplotlib>=3.7"],
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3"], "bench": ["matplotlib>=3.7"],
                     # run_hyper --tool hyperopt; compat.py makes RecBole's exhaustive search work with >= 0.2.7
                     "tune": ["hyperopt>=0.2.7"]},
     entry_points={

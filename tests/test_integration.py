@@ -27,5 +27,4 @@ def test_embedded_defaults_train_and_rank(tiny_data, shared_cache, monkeypatch):
         epochs=1,
     )
     result = run_recbole(model="HLLM", dataset="tiny", config_dict=config, saved=False)
-    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
     assert result["test_result"]["recall@10"] > 0  # 40 items, 10 slots: a real model finds some

@@ -8,6 +8,7 @@ line does not process, so a subpackage missing from the wheel fails to import he
 instead of being served from the source tree.
 """
 import pkgutil
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -25,11 +26,20 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(recbole_hllm.__path__, "r
                  if not m.name.endswith("__main__"))  # importing __main__ would run the command
 
 
+def _clean_source(tmp_path: Path) -> Path:
+    """The source tree without build outputs: setuptools packs whatever an earlier build
+    left in build/lib, which would hide a package that setup.py no longer finds."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "results", "saved", "log",
+                                    "log_tensorboard", "__pycache__")
+    return Path(shutil.copytree(REPO, tmp_path / "src", ignore=ignore))
+
+
 def _fresh_env_with_wheel(tmp_path: Path) -> Path:
     """A venv with the built wheel installed and this environment's packages visible."""
     wheel_dir, env_dir = tmp_path / "wheel", tmp_path / "env"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            str(REPO), "-w", str(wheel_dir)], capture_output=True, text=True, timeout=240)
+                            str(_clean_source(tmp_path)), "-w", str(wheel_dir)], capture_output=True, text=True,
+                           timeout=240)
     assert build.returncode == 0, build.stderr[-2000:]
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
