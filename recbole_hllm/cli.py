@@ -35,12 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, _unknown = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]  # RecBole's Config reads --key=value overrides from here
+    from recbole_hllm.console import parse_recbole_style, run_console
 
-    from recbole_hllm.console import run_console
-
+    args = parse_recbole_style(build_parser(), argv)
     return run_console("run_recbole", lambda: _run(args), debug=args.debug)
 
 

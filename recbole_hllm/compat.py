@@ -389,36 +389,25 @@ def require_time_field_for_sequences() -> None:
 
 def apply_all(is_plugin_model) -> dict:
     """Apply every fix once; returns what each one did (for logs and tests)."""
+    fixes = [  # (name, report key or None, fix)
+        ("numpy", "numpy_aliases", restore_numpy_aliases),
+        ("anomaly", "anomaly_mode_reset", import_recbole_models_without_anomaly_mode),
+        ("ray", "ray_placeholder", import_quick_start_without_ray),
+        ("torch_load", None, scope_checkpoint_loading),
+        ("ce_negatives", None, default_no_negatives_for_ce_loss),
+        ("flops", None, lambda: skip_flops_for(is_plugin_model)),
+        ("pandas_warnings", None, silence_recbole_pandas_warnings),
+        ("time_field", None, require_time_field_for_sequences),
+        ("hyperopt", None, seed_hyperopt_exhaustive_search_with_a_generator),
+        ("encoding", None, explain_undecodable_atomic_files),
+    ]
     report = {}
-    if "numpy" not in _APPLIED:
-        report["numpy_aliases"] = restore_numpy_aliases()
-        _APPLIED.add("numpy")
-    if "anomaly" not in _APPLIED:
-        report["anomaly_mode_reset"] = import_recbole_models_without_anomaly_mode()
-        _APPLIED.add("anomaly")
-    if "ray" not in _APPLIED:
-        report["ray_placeholder"] = import_quick_start_without_ray()
-        _APPLIED.add("ray")
-    if "torch_load" not in _APPLIED:
-        scope_checkpoint_loading()
-        _APPLIED.add("torch_load")
-    if "ce_negatives" not in _APPLIED:
-        default_no_negatives_for_ce_loss()
-        _APPLIED.add("ce_negatives")
-    if "flops" not in _APPLIED:
-        skip_flops_for(is_plugin_model)
-        _APPLIED.add("flops")
-    if "pandas_warnings" not in _APPLIED:
-        silence_recbole_pandas_warnings()
-        _APPLIED.add("pandas_warnings")
-    if "time_field" not in _APPLIED:
-        require_time_field_for_sequences()
-        _APPLIED.add("time_field")
-    if "hyperopt" not in _APPLIED:
-        seed_hyperopt_exhaustive_search_with_a_generator()
-        _APPLIED.add("hyperopt")
-    if "encoding" not in _APPLIED:
-        explain_undecodable_atomic_files()
-        _APPLIED.add("encoding")
+    for name, key, fix in fixes:
+        if name in _APPLIED:
+            continue
+        outcome = fix()
+        if key is not None:
+            report[key] = outcome
+        _APPLIED.add(name)
     getLogger(__name__).debug("recbole compatibility fixes: %s", report)
     return report

@@ -15,6 +15,15 @@ from typing import Callable
 from recbole_hllm.errors import UserError
 
 
+def parse_recbole_style(parser, argv: list[str] | None):
+    """RecBole's command-line convention: our flags from ``parser``, any other
+    ``--key=value`` left in ``sys.argv``, where RecBole's Config reads overrides."""
+    args, _unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    return args
+
+
 def run_console(prog: str, body: Callable[[], int | None], debug: bool = False) -> int:
     """Run ``body()`` and turn its known errors into one line and an exit status."""
     debug = debug or os.environ.get("RECBOLE_HLLM_DEBUG", "") not in ("", "0")

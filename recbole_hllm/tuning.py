@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recbole_hllm.console import run_console
+from recbole_hllm.console import parse_recbole_style, run_console
 from recbole_hllm.errors import UserError
 
 DEFAULT_DATASET = {"HLLM": "ml-100k", "HLLMCreator": "ads-synth"}
@@ -112,9 +112,7 @@ def _space_lines(path: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, _ = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]  # RecBole's Config reads --key=value overrides from here
+    args = parse_recbole_style(build_parser(), argv)
     return run_console("run_hyper", lambda: _tune(args), debug=args.debug)
 
 
