@@ -37,6 +37,8 @@ def _jsonl(path) -> list[dict]:
 
 
 def test_hllm_serve_script_with_its_options(tiny_chat_model, tmp_path):
+    """SIGTERM, not SIGINT: a shell that starts the test run in the background without job
+    control makes every child ignore SIGINT (as CI's may)."""
     env = {**subprocess_env(tmp_path), "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen([str(BIN / "hllm-serve"), "--model", str(tiny_chat_model), "--port", "0",
                                "--batch-size", "2", "--batch-wait-ms", "5", "--threads", "1", "--dtype", "float32",
@@ -51,7 +53,7 @@ def test_hllm_serve_script_with_its_options(tiny_chat_model, tmp_path):
         [reply] = OpenAIChatBackend(base_url=url, model="tiny-served").chat([ask("hello", 3)])
         assert reply.ok and reply.completion_tokens > 0
     finally:
-        server.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop with a summary line
+        server.send_signal(signal.SIGTERM)  # as Ctrl-C: a clean stop with a summary line
         _, err = server.communicate(timeout=60)
     assert server.returncode == 0 and "stopped after 1 requests" in err
 

@@ -18,8 +18,10 @@ bind to loopback unless the network is trusted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
+import signal
 import sys
 import threading
 import time
@@ -340,7 +342,7 @@ def _serve(args) -> int:
         raise InvalidInputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     if args.host not in LOOPBACK:
         print(f"hllm-serve: warning: listening on {args.host} without authentication", file=sys.stderr)
-    with server.start():
+    with server.start(), _stopped_by_sigterm():
         print(f"hllm-serve: serving {server.model_name} at {server.url} (batch {args.batch_size}); "
               "Ctrl-C to stop", flush=True)
         try:
@@ -350,6 +352,21 @@ def _serve(args) -> int:
     print(f"hllm-serve: stopped after {backend.stats.calls} requests, largest batch {server.max_batch_seen}",
           file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm():
+    """SIGTERM (a service manager, ``kill``) stops the server as Ctrl-C does, with the
+    summary line; SIGINT alone is not enough, since a shell starting the server in the
+    background without job control makes it ignore SIGINT."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_forever() -> None:
