@@ -92,3 +92,36 @@ def test_hllm_creator_rows_carry_generation_metrics(tmp_path):
     assert {"rouge-l", "titles_per_ad", "shuffled_rouge-l", "ndcg@10", "uni100_ndcg@10"} <= set(row)
     table = recsys.summarise([row], "tiny")
     assert "| rouge-l | titles_per_ad |" in table and f"{row['rouge-l']:.4g}" in table
+
+
+def test_nearest_neighbour_title_is_the_closest_other_users_training_title():
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks.title_baselines import nearest_neighbour_titles
+
+    # creative rows: 0-1 train (ad 7 for users 1 and 2), 2-3 test (ad 7 for user 3, ad 8 for user 1)
+    table = SimpleNamespace(users=[1, 2, 3, 1], items=[7, 7, 7, 8], titles=["t1", "t2", "ref3", "ref1"])
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0]]), dim=-1)
+    user_of_row = {1: 0, 2: 1, 3: 2}  # test-split row of each user
+    titles, fell_back = nearest_neighbour_titles(table, {7: "orig7", 8: "orig8"}, [2, 0], {2: 2, 0: 3}, vectors,
+                                                 user_of_row, training_rows=[0, 1])
+    assert titles == ["t2", "orig8"] and fell_back == 1  # user 3 is closest to user 2; ad 8 has no training title
+
+
+def test_title_baselines_run_on_a_checkpoint(tmp_path):
+    from recbole.quick_start import run_recbole
+
+    from benchmarks import title_baselines
+
+    data = write_tiny_dataset(tmp_path / "data", creative=True).parent
+    run_recbole(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(data))
+    [checkpoint] = list((data / "saved").glob("HLLMCreator-*.pth"))
+    assert title_baselines.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "tb")]) == 0
+    report = json.loads((tmp_path / "tb.json").read_text())
+    total = len((data / "tiny" / "tiny.creative").read_text().splitlines()) - 1
+    assert report["pairs"] == 24 and 0 < report["training_titles"] <= total - 24  # test (and valid) held out
+    assert {"HLLMCreator (this checkpoint)", "nearest neighbour (U)", "nearest neighbour (history)",
+            "original title"} <= set(report["systems"])
+    assert report["systems"]["original title"]["rouge-l"] < 1.0 and "titles_per_ad" in report["systems"]["original title"]
