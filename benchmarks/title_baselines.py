@@ -85,6 +85,7 @@ def main(argv=None) -> int:
 
     import recbole_hllm  # noqa: F401  (first: the RecBole fixes, e.g. quick_start without ray)
     from recbole.quick_start import load_data_and_model
+    from recbole_hllm.evaluation.cli import read_jsonl
     from recbole_hllm.evaluation.generation import GroundTruth, TitleRecord, attach_truth, score_titles
 
     config, model, dataset, _, valid, test = load_data_and_model(args.checkpoint)
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     pairs = [(r.user, r.item) for r in records([""] * len(rows))]
     for path, name in sources:
         by_pair = {(str(x["user"]), str(x["item"])): x["generated"]
-                   for x in map(json.loads, Path(path).read_text(encoding="utf-8").splitlines())}
+                   for x in read_jsonl(path, ("user", "item", "generated"))}
         systems[name] = score_titles(records([by_pair[p] for p in pairs]), METRICS, truth)
     for name, vectors in (("nearest neighbour (U)", u_vecs), ("nearest neighbour (history)", history_vecs)):
         titles, fell_back = nearest_neighbour_titles(table, originals, rows, test_targets, vectors, user_of_row,

@@ -99,10 +99,14 @@ class CreativeLLM(nn.Module):
             raise ValueError(f"creative_llm {self.spec.source!r}: its tokenizer has neither an EOS nor a SEP token")
 
     # -- helpers --------------------------------------------------------------------
+    def _encode(self, ids: list[int]):
+        """The model's KV cache of one row of token ``ids``."""
+        tensor = torch.tensor([ids], device=self.llm.get_input_embeddings().weight.device)
+        return getattr(self.llm(input_ids=tensor, use_cache=True), self.cache_kwarg)
+
     def _shared_prompt_cache(self, prompt_ids: list[int], batch_size: int):
         """KV cache of the prompt start ``prompt_ids``, computed once and repeated for ``batch_size`` rows."""
-        ids = torch.tensor([prompt_ids], device=self.llm.get_input_embeddings().weight.device)
-        cache = getattr(self.llm(input_ids=ids, use_cache=True), self.cache_kwarg)
+        cache = self._encode(prompt_ids)
         cache.batch_repeat_interleave(batch_size)
         return cache
 
@@ -113,9 +117,7 @@ class CreativeLLM(nn.Module):
         positions 0..tokens-1: ``[layers, 2, kv_heads, tokens, head_dim]`` (float32). A user
         prefix starting here reads to the model like those tokens at the prompt's start."""
         ids = self.token_ids([text])[0] or [self.eos_id]
-        ids = (ids * tokens)[:tokens]
-        device = self.llm.get_input_embeddings().weight.device
-        cache = getattr(self.llm(input_ids=torch.tensor([ids], device=device), use_cache=True), self.cache_kwarg)
+        cache = self._encode((ids * tokens)[:tokens])
         return torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]).float()
 
     def mean_token_norm(self) -> float:

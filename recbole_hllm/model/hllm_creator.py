@@ -63,11 +63,14 @@ class HLLMCreator(HLLM):
         self.template = PromptTemplate(config["creative_prompt"], "creative_prompt")
         self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
         self.align_proj = nn.Linear(h_user, self.item_encoder.hidden_size, bias=False)
-        self.user_to_creative = self._user_conditioner(config, h_user)
+        mode, tokens = config["user_injection"], config["user_prefix_tokens"]
+        anchor = self.creative.text_kv(config["user_prefix_anchor_text"], tokens) if mode != "soft_token" else None
+        token_norm = self.creative.mean_token_norm()
+        self.user_to_creative = self._user_conditioner(config, h_user, anchor, token_norm)
         # shared: what the creative LLM learns to read when rewriting the profile (every
         # profile token depends on U) is what the title prompt gets
         self.user_to_profile = self.user_to_creative if config["share_soft_token_projector"] else \
-            self._user_conditioner(config, h_user)
+            self._user_conditioner(config, h_user, anchor, token_norm)
         self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
 
@@ -81,14 +84,16 @@ class HLLMCreator(HLLM):
         if self.creative.fsdp:  # FSDP owns the sharded layers' gradients, not RecBole's DDP wrapper
             ignore_sharded_in_ddp(self)
 
-    def _user_conditioner(self, config, user_size: int) -> UserConditioner:
+    def _user_conditioner(self, config, user_size: int, anchor: torch.Tensor | None,
+                          token_norm: float) -> UserConditioner:
+        """A U -> creative-LLM map; ``anchor`` (the prefix's start, None for soft_token) and
+        ``token_norm`` (the soft token's) are the creative LLM's, computed once for both maps."""
         if config["user_condition_space"] == "align":  # it reads align_proj(U), in the item LLM's width
             user_size = self.item_encoder.hidden_size
-        mode, tokens = config["user_injection"], config["user_prefix_tokens"]
-        anchor = self.creative.text_kv(config["user_prefix_anchor_text"], tokens) if mode != "soft_token" else None
-        return UserConditioner(mode, user_size, self.creative.hidden_size, self.creative.mean_token_norm(),
-                               self.creative.kv_geometry, tokens, config["user_prefix_hidden_size"],
-                               config["user_prefix_init_std"], anchor, self.creative.tuned_layers)
+        return UserConditioner(config["user_injection"], user_size, self.creative.hidden_size, token_norm,
+                               self.creative.kv_geometry, config["user_prefix_tokens"],
+                               config["user_prefix_hidden_size"], config["user_prefix_init_std"], anchor,
+                               self.creative.tuned_layers)
 
     def generation_shard(self) -> tuple[int, int]:
         """(rank, world) whose share of generation batches this process writes; with a
