@@ -9,6 +9,8 @@ CREATOR_RULES = {
     "profile_prompt": Rule("a template string with {user} once", _is_str),
     "creative_max_target_len": Rule("an int >= 1 (tokens)", _int_at_least(1)),
     "use_user_embedding": Rule("true or false", _is_bool),
+    "creative_user_text": Rule("null or 'profile' (the user's text profile as words at {user})",
+                               _one_of("profile"), optional=True),
     "share_soft_token_projector": Rule("true or false", _is_bool, optional=True),
     "user_injection": Rule("'soft_token', 'prefix' or 'both'", _one_of("soft_token", "prefix", "both")),
     "user_prefix_tokens": Rule("an int >= 1 (virtual tokens of the per-layer user prefix)", _int_at_least(1)),

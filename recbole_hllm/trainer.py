@@ -250,7 +250,7 @@ class HLLMCreatorTrainer(HLLMTrainer):
         size = self.config["shuffled_u_pairs"]
         if size == 0 or len(records) < 2:
             return {}
-        if not self.model.use_user_embedding:  # the ablation: another user's titles would be the same ones
+        if not self.model.has_user_signal:  # the ablation: another user's titles would be the same ones
             self.logger.info("use_user_embedding = False: no U to shuffle, shuffled_* and u_gain not computed")
             return {}
         start = time.perf_counter()
@@ -264,12 +264,14 @@ class HLLMCreatorTrainer(HLLMTrainer):
     @torch.no_grad()
     def _titles(self, dataset, target_rows: torch.Tensor, history_rows: torch.Tensor) -> list[str]:
         """Titles for the ads of ``target_rows`` written from the histories (hence the U)
-        of ``history_rows`` (the same rows: each user's own U)."""
+        of ``history_rows`` (the same rows: each user's own U), and from those rows' user
+        words where the prompt has them (``creative_user_text``)."""
         feat, model = dataset.inter_feat, self.model
         seq = feat[model.ITEM_SEQ][history_rows].to(self.device)
         seq_len = feat[model.ITEM_SEQ_LEN][history_rows].to(self.device)
         items = feat[model.ITEM_ID][target_rows].to(self.device)
-        shard, _ = model.generate_titles(seq, seq_len, items, shard=model.generation_shard())
+        user_texts = model.user_texts(feat[CREATIVE_INDEX][history_rows].tolist())
+        shard, _ = model.generate_titles(seq, seq_len, items, shard=model.generation_shard(), user_texts=user_texts)
         return _merge_shards(gather_objects(shard))
 
     def _records(self, dataset, rows: torch.Tensor, generated: list[str]) -> list[TitleRecord]:

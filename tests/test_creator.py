@@ -81,6 +81,30 @@ def test_ablation_without_user_embedding(tiny_creative_data):
     assert model.user_token.grad is None
 
 
+def test_profile_text_is_written_at_the_user_slot(tiny_creative_data):
+    """creative_user_text: profile (the profile-prompt baseline) writes each row's text
+    profile as words at {user}, in training and in generation, and refuses a prompt
+    without them (clustered inference has no words for a centroid)."""
+    model, train, _, _ = build(tiny_creative_data, use_user_embedding=False, creative_user_text="profile",
+                               **_only("creative"))
+    batch = _batch_with_creative(train, model.device)
+    rows = [r for r in batch[CREATIVE_INDEX].tolist() if r >= 0]
+    seen = []
+    loss = model.creative.loss
+    model.creative.loss = lambda before, *a, **kw: seen.append(before) or loss(before, *a, **kw)
+    model.calculate_loss(batch)[0].backward()
+    decode = model.creative.tokenizer.decode
+    prompts = [decode(ids) for ids in seen[0]]
+    assert len(prompts) == len(rows)
+    assert all(p.endswith(model.creative_profiles[r]) for p, r in zip(prompts, rows))
+    assert all(p.grad is None for p in model.user_to_creative.parameters())  # words only: U is not read
+    with pytest.raises(ValueError, match="creative_user_text = 'profile'"):
+        model.generate_from_user_vectors(torch.randn(1, model.user_encoder.hidden_size, device=model.device), [1])
+    seq, seq_len, items = batch[model.ITEM_SEQ][:2], batch[model.ITEM_SEQ_LEN][:2], batch[model.POS_ITEM_ID][:2]
+    one, _ = model.generate_titles(seq, seq_len, items, user_texts=["likes drama films"] * 2, max_new_tokens=3)
+    assert len(one) == 2 and all(isinstance(t, str) for t in one)
+
+
 def test_soft_token_lands_where_the_template_says(tiny_creative_data):
     model, train, _, _ = build(tiny_creative_data, user_injection="soft_token")
     seen = {}

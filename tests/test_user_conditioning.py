@@ -199,6 +199,9 @@ def test_test_run_reports_shuffled_u_metrics_and_titles(tiny_creative_data):
     no_u = run_recbole(model="HLLMCreator", dataset="tiny", config_dict={**config, "use_user_embedding": False})
     assert "rouge-l" in no_u["test_result"]  # the ablation has no U to shuffle: no shuffled pass
     assert not any(k.startswith("shuffled_") or k == "u_gain" for k in no_u["test_result"])
+    words = run_recbole(model="HLLMCreator", dataset="tiny", config_dict={**config, "use_user_embedding": False,
+                                                                         "creative_user_text": "profile"})
+    assert "shuffled_rouge-l" in words["test_result"]  # the profile baseline's user signal is its words
 
 
 # -- do trained titles depend on U at all? -------------------------------------------------------

@@ -40,6 +40,9 @@ class HLLMCreator(HLLM):
         super().__init__(config, dataset)
         self.loss_weights = {name: float(config[f"{name}_loss_weight"]) for name in LOSS_NAMES}
         self.use_user_embedding = bool(config["use_user_embedding"])
+        # "profile": the user's text profile is also written as words at the prompt's {user}
+        # slot (with use_user_embedding False: the profile-prompt reference baseline)
+        self.creative_user_text = config["creative_user_text"]
         if not self.use_user_embedding:  # ablation: U never reaches the creative LLM
             self.loss_weights.update(align=0.0, recon=0.0)
         self.match_negatives = config["match_negatives"]
@@ -185,13 +188,30 @@ class HLLMCreator(HLLM):
         return self.next_item_infonce(states, targets, self.item_vectors(targets), negative_ids,
                                       self.item_vectors(negative_ids))
 
-    def _prompt_parts(self, template: PromptTemplate, items: list[int]):
+    def _prompt_parts(self, template: PromptTemplate, items: list[int], user_texts: list[str] | None = None):
+        """Token ids of each row's prompt before and after the user slot; ``user_texts``
+        (one per row, see ``creative_user_text``) are written at the slot, before U."""
+        if self.creative_user_text and user_texts is None:
+            raise ValueError(f"creative_user_text = {self.creative_user_text!r}: every title prompt needs its "
+                             "user's text; clustered inference and hllm-generate write from U only")
         before, after = [], []
-        for item in items:
+        for row, item in enumerate(items):
             b, a = template.split(**{slot: texts[item] for slot, texts in self.ad_texts.items()})
-            before.append(b)
+            before.append(b + (user_texts[row] if self.creative_user_text else ""))
             after.append(a)
         return self.creative.token_ids(before), self.creative.token_ids(after)
+
+    def user_texts(self, creative_rows: list[int]) -> list[str] | None:
+        """The words each title prompt writes for its user (``creative_user_text``), by
+        creative row: the row's text profile; None when the prompt has no user words."""
+        if not self.creative_user_text:
+            return None
+        return [self.creative_profiles[r] for r in creative_rows]
+
+    @property
+    def has_user_signal(self) -> bool:
+        """Whether the title depends on the user at all (U, or the user's words)."""
+        return self.use_user_embedding or bool(self.creative_user_text)
 
     def condition_signal(self, user_vec: torch.Tensor) -> torch.Tensor:
         """What the U -> creative-LLM map reads for users ``[B, H_user]``: U itself, or
@@ -226,7 +246,7 @@ class HLLMCreator(HLLM):
         """Title loss; ``signal`` is what the U -> creative-LLM map reads (see ``condition_signal``)."""
         if not rows:
             return self.creative.loss([], None, [], [])
-        before, after = self._prompt_parts(self.template, items)
+        before, after = self._prompt_parts(self.template, items, self.user_texts(rows))
         targets = self.creative.target_ids([self.creative_titles[r] for r in rows])
         condition = self.user_to_creative(signal) if self.use_user_embedding else None
         return self.creative.loss(before, condition, after, targets)
@@ -262,8 +282,9 @@ class HLLMCreator(HLLM):
 
     @torch.no_grad()
     def generate_titles(self, item_seq, seq_len, item_ids, shard: tuple[int, int] = (0, 1),
-                        **overrides) -> tuple[list[str | None], int]:
-        """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]``.
+                        user_texts: list[str] | None = None, **overrides) -> tuple[list[str | None], int]:
+        """Personalised titles for ads ``item_ids`` [B] given histories ``[B, L]`` (and,
+        with ``creative_user_text``, each row's user words ``user_texts``).
 
         Rows are batched by prompt length (less padding to compute) and returned in
         the input order. ``shard=(rank, world)`` generates only every world-th batch
@@ -277,7 +298,9 @@ class HLLMCreator(HLLM):
         for start in range(this_rank * batch_size, len(order), world * batch_size):
             part = torch.tensor(order[start : start + batch_size], device=item_seq.device)
             user_vec = self.user_embedding(item_seq[part], seq_len[part])
-            texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), **settings)
+            words = None if user_texts is None else [user_texts[i] for i in part.tolist()]
+            texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), user_texts=words,
+                                                       **settings)
             for row, text in zip(part.tolist(), texts):
                 titles[row] = text
             new_tokens += n
@@ -289,9 +312,10 @@ class HLLMCreator(HLLM):
         return sorted(range(len(items)), key=lengths.__getitem__)
 
     @torch.no_grad()
-    def generate_from_user_vectors(self, user_vec, items: list[int], **settings) -> tuple[list[str], int]:
+    def generate_from_user_vectors(self, user_vec, items: list[int], user_texts: list[str] | None = None,
+                                   **settings) -> tuple[list[str], int]:
         """Titles for (user embedding, ad) pairs; clustered inference passes centroids here."""
-        before, after = self._prompt_parts(self.template, items)
+        before, after = self._prompt_parts(self.template, items, user_texts)
         return self.creative.generate(before, self.user_condition(user_vec), after, **settings)
 
     def train(self, mode: bool = True):
