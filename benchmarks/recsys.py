@@ -270,7 +270,9 @@ TABLE_COLUMNS = [*FULL_METRICS, *(f"{mode}_{m}" for mode in SAMPLED_MODES for m 
 COST_COLUMNS = ["best_epoch", "epochs_run", "epoch_seconds", "seconds_to_best", "train_seconds", "peak_rss_mb"]
 
 
-def summarise(rows: list[dict], dataset: str) -> str:
+def summarise(rows: list[dict], dataset: str, failed: list[dict] = ()) -> str:
+    """The markdown table of ``rows``; ``failed``: runs that raised, one line per model
+    that has no finished run (its latest error)."""
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
@@ -291,6 +293,9 @@ def summarise(rows: list[dict], dataset: str) -> str:
     ratio = _ndcg_ratio(by_model)
     if ratio:
         lines += ["", f"HLLM NDCG@10 / SASRec NDCG@10 = {ratio:.3f} (means over seeds)"]
+    could_not = {r["model"]: r["error"] for r in failed if r["model"] not in by_model}
+    if could_not:
+        lines += ["", "Could not run:"] + [f"* {model}: {error}" for model, error in could_not.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -367,7 +372,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = args.name or f"recsys-{args.dataset}"
-    log = out_dir / f"{name}.jsonl"
+    log, failed_log = out_dir / f"{name}.jsonl", out_dir / f"{name}-failed.jsonl"
     info = provenance()
     models = args.models.split(",")
     for model in models:
@@ -382,7 +387,11 @@ def main(argv=None) -> int:
                 row = {**launch(model, args.dataset, seed, overrides, str(run_dir), args.timeout), **info,
                        "settings": overrides}
             except RuntimeError as exc:  # one model that cannot run does not stop the others
-                print(f"  FAILED: {str(exc).splitlines()[-1]}", flush=True)
+                reason = str(exc).splitlines()[-1]
+                print(f"  FAILED: {reason}", flush=True)
+                with failed_log.open("a") as f:  # the table's "could not run" line; a rerun tries again
+                    f.write(json.dumps({"model": model, "seed": seed, "error": reason, "settings": overrides,
+                                        **info}) + "\n")
                 continue
             with log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -391,7 +400,8 @@ def main(argv=None) -> int:
                   f"{'converged' if row['converged'] else 'capped'} at epoch {row['epochs_run']}  "
                   f"train {row['train_seconds']} s  peak {row['peak_rss_mb']} MB", flush=True)
     rows = [r for r in done_runs(log) if r["model"] in models and r.get("settings") == overrides]
-    table = summarise(rows, args.dataset)
+    failed = [r for r in done_runs(failed_log) if r["model"] in models and r.get("settings") == overrides]
+    table = summarise(rows, args.dataset, failed)
     (out_dir / f"{name}.md").write_text(table)
     plotted = plot(rows, out_dir / f"{name}.png")
     print(table + ("" if plotted else "(no plot: matplotlib not installed)"))

@@ -84,6 +84,25 @@ def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch)
     assert not list((tmp_path / "out" / "tmp" / "recsys-runs").glob("*/*"))  # finished runs leave no folder
 
 
+def test_a_model_that_cannot_run_gets_one_line_saying_why(tmp_path, monkeypatch):
+    """A failing model does not stop the others; the table says why it has no row."""
+    write_tiny_dataset(tmp_path / "data")
+    real = recsys.run_one
+
+    def in_process(model, dataset, seed, overrides, run_dir, timeout):
+        if model == "NoSuchModel":
+            raise RuntimeError(f"{model} seed {seed} failed:\nValueError: `model_name` [NoSuchModel] is not the name")
+        return real(model, dataset, seed, overrides, run_dir)
+
+    monkeypatch.setattr(recsys, "launch", in_process)
+    args = ["--dataset", "tiny", "--data-path", str(tmp_path / "data"), "--models", "NoSuchModel,FPMC",
+            "--seeds", "1", "--epochs", "1", "--out-dir", str(tmp_path / "out")]
+    assert recsys.main(args) == 0
+    table = (tmp_path / "out" / "recsys-tiny.md").read_text()
+    assert "| FPMC | 1 |" in table
+    assert "Could not run:\n* NoSuchModel: ValueError: `model_name` [NoSuchModel] is not the name" in table
+
+
 def test_hllm_creator_rows_carry_generation_metrics(tmp_path):
     """HLLMCreator goes through the same harness; its row and table add the test titles' scores."""
     write_tiny_dataset(tmp_path, creative=True)

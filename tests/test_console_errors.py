@@ -21,6 +21,7 @@ def _one_line_error(out, prog: str, expected: str):
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{prog}: error: ") and expected in last, last
+    return last
 
 
 def _tiny_config_file(tmp_path, data, **overrides):
@@ -77,4 +78,7 @@ def test_hllm_eval_missing_predictions(tmp_path):
 
 
 def test_hllm_serve_missing_model(tmp_path):
-    _one_line_error(_run(["hllm-serve", "--model", str(tmp_path / "no-model")], tmp_path), "hllm-serve", "no-model")
+    """The error names the flag the user gave, not a config key of another tool."""
+    line = _one_line_error(_run(["hllm-serve", "--model", str(tmp_path / "no-model")], tmp_path), "hllm-serve",
+                           f"--model = '{tmp_path / 'no-model'}'")
+    assert "construction_llm" not in line and "'random'" not in line

@@ -66,7 +66,7 @@ class BackboneSpec:
 
     def identity(self) -> str:
         """A string that changes whenever the backbone's weights or truncation would."""
-        path = resolve_model_dir(self.source, self.role) if self.source != "random" else f"random(seed={self.seed})"
+        path = resolve_model_dir(self.source, f"{self.role}_llm") if self.source != "random" else f"random(seed={self.seed})"
         stamp = ""
         if self.source != "random":
             weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin"))
@@ -74,16 +74,17 @@ class BackboneSpec:
         return f"{self.source}|{path}|{stamp}|layers={self.num_layers}|{sorted(self.random_config.items())}"
 
 
-def resolve_model_dir(source: str, role: str) -> Path:
-    """Map a ``<role>_llm`` value to a model directory, with a clear error when absent."""
+def resolve_model_dir(source: str, setting: str) -> Path:
+    """Map a model name to a model directory, with a clear error when absent that names
+    ``setting``, where the user gave it (a ``<role>_llm`` config key or a flag)."""
     if source in EMBEDDED_MODELS:
         return embedded_model_dir(source)
     path = Path(os.path.expanduser(source))
     if not path.is_dir() or not (path / "config.json").is_file():
+        random_hint = f", 'random' (with {setting}_config)" if setting.endswith("_llm") else ""
         raise UserFileNotFoundError(
-            f"{role}_llm = {source!r}: no Hugging Face model directory (with config.json) there. "
-            f"Give a local model directory, 'random' (with {role}_llm_config), or an embedded "
-            f"default ({describe_embedded()})."
+            f"{setting} = {source!r}: no Hugging Face model directory (with config.json) there. "
+            f"Give a local model directory{random_hint} or an embedded default ({describe_embedded()})."
         )
     return path
 
@@ -127,7 +128,7 @@ def load_tokenizer(spec: BackboneSpec):
     if source is None:
         raise ValueError(f"{spec.role}_llm = 'random' needs {spec.role}_llm_tokenizer (an embedded name or a directory)")
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_dir(str(source), spec.role), trust_remote_code=spec.trust_remote_code
+        resolve_model_dir(str(source), f"{spec.role}_llm"), trust_remote_code=spec.trust_remote_code
     )
     if tokenizer.pad_token is None:
         # Causal LMs often ship without a pad token; padding positions are masked anyway.
@@ -167,7 +168,7 @@ def _build(spec: BackboneSpec, auto_class, tokenizer, device: torch.device):
         config = AutoConfig.for_model(model_type, **kwargs)
         model = auto_class.from_config(config, dtype=dtype)
     else:
-        path = resolve_model_dir(spec.source, spec.role)
+        path = resolve_model_dir(spec.source, f"{spec.role}_llm")
         with _quiet_load_report(expected=bool(overrides)):
             model = auto_class.from_pretrained(
                 path, dtype=dtype, trust_remote_code=spec.trust_remote_code, **overrides

@@ -38,7 +38,7 @@ class LocalChatBackend(ChatBackend):
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.batch_size, self.stop_at_json, self.seed = batch_size, stop_at_json, seed
-        path: Path = resolve_model_dir(model, "construction")
+        path: Path = resolve_model_dir(model, "--model")
         self.model_name = model
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues at the right edge

@@ -197,6 +197,6 @@ def _config_hidden_size(spec: BackboneSpec) -> int:
         return int(spec.random_config["hidden_size"])
     from recbole_hllm.llm.backbone import resolve_model_dir
 
-    config = AutoConfig.from_pretrained(resolve_model_dir(spec.source, spec.role),
+    config = AutoConfig.from_pretrained(resolve_model_dir(spec.source, f"{spec.role}_llm"),
                                         trust_remote_code=spec.trust_remote_code)
     return int(getattr(config, "hidden_size", None) or config.d_model)
