@@ -271,8 +271,8 @@ COST_COLUMNS = ["best_epoch", "epochs_run", "epoch_seconds", "seconds_to_best", 
 
 
 def summarise(rows: list[dict], dataset: str, failed: list[dict] = ()) -> str:
-    """The markdown table of ``rows``; ``failed``: runs that raised, one line per model
-    that has no finished run (its latest error)."""
+    """The markdown table of ``rows``; ``failed``: runs that raised or timed out, one
+    line per (model, seed) that has no finished run (its latest error)."""
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
@@ -293,9 +293,11 @@ def summarise(rows: list[dict], dataset: str, failed: list[dict] = ()) -> str:
     ratio = _ndcg_ratio(by_model)
     if ratio:
         lines += ["", f"HLLM NDCG@10 / SASRec NDCG@10 = {ratio:.3f} (means over seeds)"]
-    could_not = {r["model"]: r["error"] for r in failed if r["model"] not in by_model}
+    finished = {(r["model"], r["seed"]) for r in rows}
+    could_not = {(r["model"], r["seed"]): r["error"] for r in failed if (r["model"], r["seed"]) not in finished}
     if could_not:
-        lines += ["", "Could not run:"] + [f"* {model}: {error}" for model, error in could_not.items()]
+        lines += ["", "Could not run:"] + [f"* {model} seed {seed}: {error}"
+                                           for (model, seed), error in could_not.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -386,8 +388,9 @@ def main(argv=None) -> int:
             try:
                 row = {**launch(model, args.dataset, seed, overrides, str(run_dir), args.timeout), **info,
                        "settings": overrides}
-            except RuntimeError as exc:  # one model that cannot run does not stop the others
-                reason = str(exc).splitlines()[-1]
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one failing model does not stop the others
+                reason = str(exc).splitlines()[-1] if isinstance(exc, RuntimeError) else \
+                    f"timed out after {args.timeout:g} s (a rerun resumes it from its last finished epoch)"
                 print(f"  FAILED: {reason}", flush=True)
                 with failed_log.open("a") as f:  # the table's "could not run" line; a rerun tries again
                     f.write(json.dumps({"model": model, "seed": seed, "error": reason, "settings": overrides,

@@ -100,7 +100,7 @@ def test_a_model_that_cannot_run_gets_one_line_saying_why(tmp_path, monkeypatch)
     assert recsys.main(args) == 0
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
     assert "| FPMC | 1 |" in table
-    assert "Could not run:\n* NoSuchModel: ValueError: `model_name` [NoSuchModel] is not the name" in table
+    assert "Could not run:\n* NoSuchModel seed 1: ValueError: `model_name` [NoSuchModel] is not the name" in table
 
 
 def test_hllm_creator_rows_carry_generation_metrics(tmp_path):

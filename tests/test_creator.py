@@ -100,9 +100,18 @@ def test_profile_text_is_written_at_the_user_slot(tiny_creative_data):
     assert all(p.grad is None for p in model.user_to_creative.parameters())  # words only: U is not read
     with pytest.raises(ValueError, match="creative_user_text = 'profile'"):
         model.generate_from_user_vectors(torch.randn(1, model.user_encoder.hidden_size, device=model.device), [1])
-    seq, seq_len, items = batch[model.ITEM_SEQ][:2], batch[model.ITEM_SEQ_LEN][:2], batch[model.POS_ITEM_ID][:2]
-    one, _ = model.generate_titles(seq, seq_len, items, user_texts=["likes drama films"] * 2, max_new_tokens=3)
-    assert len(one) == 2 and all(isinstance(t, str) for t in one)
+    # generation batches rows by prompt length: each row must keep its own words
+    longer, shorter = next((a, b) for a in range(1, 20) for b in range(1, 20)
+                           if model.prompt_length_order([a, b]) == [1, 0])
+    seen_rows = []
+    generate = model.generate_from_user_vectors
+    model.generate_from_user_vectors = lambda u, items, user_texts=None, **kw: (
+        seen_rows.extend(zip(items, user_texts)) or generate(u, items, user_texts=user_texts, **kw))
+    seq, seq_len = batch[model.ITEM_SEQ][:2], batch[model.ITEM_SEQ_LEN][:2]
+    titles, _ = model.generate_titles(seq, seq_len, torch.tensor([longer, shorter], device=model.device),
+                                      user_texts=["likes drama films", "likes comedy films"], max_new_tokens=3)
+    assert len(titles) == 2 and all(isinstance(t, str) for t in titles)
+    assert seen_rows == [(shorter, "likes comedy films"), (longer, "likes drama films")]
 
 
 def test_soft_token_lands_where_the_template_says(tiny_creative_data):

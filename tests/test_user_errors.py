@@ -55,6 +55,15 @@ def test_hllm_eval_bad_predictions_and_flags(tmp_path, capsys, rows, extra, mess
     assert not (tmp_path / "r.json").exists()
 
 
+def test_hllm_eval_missing_local_judge_names_its_flag(tmp_path, capsys):
+    predictions = _rows(tmp_path / "p.jsonl", [{**GOOD, "original": "the ad"}])
+    missing = tmp_path / "no-judge"
+    assert hllm_eval(["--predictions", str(predictions), "--out", str(tmp_path / "r"), "--no-progress",
+                      "--judge", "local", "--judge-model", str(missing)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--judge-model = '{missing}'" in last and "construction_llm" not in last
+
+
 def test_hllm_eval_ids_and_pairs_must_match(tmp_path, capsys):
     write_tiny_dataset(tmp_path, n_users=3)
     predictions = _rows(tmp_path / "p.jsonl", [{**GOOD, "item": "999"}])

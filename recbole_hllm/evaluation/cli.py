@@ -228,7 +228,7 @@ def run_judge(args, systems: dict) -> dict:
              for r in (systems[first][i] for i in pairs)]
     backend = make_chat_backend(args.judge, args.judge_model, args.judge_base_url, args.api_key_env,
                                 batch_size=args.batch_size, threads=args.threads, seed=args.seed,
-                                concurrency=args.concurrency)
+                                concurrency=args.concurrency, model_setting="--judge-model")
     with backend:
         result = PairwiseJudge(backend, cache_path=f"{args.out}.judge-cache.jsonl").judge(
             cases, progress=not args.no_progress)

@@ -71,6 +71,9 @@ def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     if not isinstance(model, HLLMCreator):
         raise GenerateError(f"{checkpoint} holds a {type(model).__name__} model; hllm-generate needs an "
                             "HLLMCreator checkpoint (run_recbole --model=HLLMCreator)")
+    if model.creative_user_text:  # checked before any U is computed
+        raise GenerateError(f"{checkpoint} was trained with creative_user_text = {model.creative_user_text!r} "
+                            "(the user's words in the prompt, a reference baseline); hllm-generate writes from U only")
     model.eval()
     return config, model, test_data._dataset
 

@@ -66,7 +66,8 @@ class BackboneSpec:
 
     def identity(self) -> str:
         """A string that changes whenever the backbone's weights or truncation would."""
-        path = resolve_model_dir(self.source, f"{self.role}_llm") if self.source != "random" else f"random(seed={self.seed})"
+        path = resolve_model_dir(self.source, f"{self.role}_llm") if self.source != "random" else \
+            f"random(seed={self.seed})"
         stamp = ""
         if self.source != "random":
             weights = sorted(Path(path).glob("*.safetensors")) + sorted(Path(path).glob("*.bin"))

@@ -10,14 +10,15 @@ from recbole_hllm.llm.chat import ChatBackend
 def make_chat_backend(kind: str, model: str | None = None, base_url: str | None = None,
                       api_key_env: str = "OPENAI_API_KEY", device: str = "cpu", batch_size: int = 8,
                       threads: int | None = None, seed: int = 0, timeout: float = 120.0, retries: int = 5,
-                      concurrency: int = 8, send_json_schema: bool = True) -> ChatBackend:
+                      concurrency: int = 8, send_json_schema: bool = True,
+                      model_setting: str = "--model") -> ChatBackend:
     """``local``: ``model`` is ``smollm2`` (default) or a HF directory; ``openai``: ``model``
     is the served name; the API key is read from ``$<api_key_env>`` only."""
     if kind == "local":
         from recbole_hllm.llm.local_chat import LocalChatBackend
 
         return LocalChatBackend(model or "smollm2", device=device, batch_size=batch_size, threads=threads,
-                                stop_at_json=True, seed=seed)
+                                stop_at_json=True, seed=seed, model_setting=model_setting)
     if kind == "openai":
         from recbole_hllm.llm.openai_chat import OpenAIChatBackend
 

@@ -27,8 +27,9 @@ class LocalChatBackend(ChatBackend):
 
     def __init__(self, model: str = "smollm2", device: str = "cpu", dtype: str = "auto",
                  batch_size: int = 8, threads: int | None = None, stop_at_json: bool = False,
-                 seed: int = 0, trust_remote_code: bool = False):
-        """``model``: an embedded name (``smollm2``) or a Hugging Face model directory."""
+                 seed: int = 0, trust_remote_code: bool = False, model_setting: str = "--model"):
+        """``model``: an embedded name (``smollm2``) or a Hugging Face model directory;
+        ``model_setting``: where the user gave it (the flag a bad value's error names)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         super().__init__()
@@ -38,7 +39,7 @@ class LocalChatBackend(ChatBackend):
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.batch_size, self.stop_at_json, self.seed = batch_size, stop_at_json, seed
-        path: Path = resolve_model_dir(model, "--model")
+        path: Path = resolve_model_dir(model, model_setting)
         self.model_name = model
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         self.tokenizer.padding_side = "left"  # generation continues at the right edge

@@ -192,8 +192,8 @@ class HLLMCreator(HLLM):
         """Token ids of each row's prompt before and after the user slot; ``user_texts``
         (one per row, see ``creative_user_text``) are written at the slot, before U."""
         if self.creative_user_text and user_texts is None:
-            raise ValueError(f"creative_user_text = {self.creative_user_text!r}: every title prompt needs its "
-                             "user's text; clustered inference and hllm-generate write from U only")
+            raise ConfigValueError(f"creative_user_text = {self.creative_user_text!r}: every title prompt needs "
+                                   "its user's text; clustered inference and hllm-generate write from U only")
         before, after = [], []
         for row, item in enumerate(items):
             b, a = template.split(**{slot: texts[item] for slot, texts in self.ad_texts.items()})
