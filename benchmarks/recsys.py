@@ -2,7 +2,7 @@
 
     python -m benchmarks.recsys --dataset ml-100k --models HLLM,SASRec,BERT4Rec,GRU4Rec --seeds 1,2,3 \\
         [--epochs 100] [--stopping-step 10] [--data-path DIR] [--config-files a.yaml] [--set key=value ...] \\
-        [--name recsys-ml-100k] [--out-dir results]
+        [--name recsys-ml-100k] [--out-dir results] [--table-only]
 
 Every (model, seed) is trained and evaluated by RecBole in its own subprocess (so peak
 memory is that run's) with the identical split and protocol: the dataset's yaml
@@ -350,6 +350,8 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds per run (and per resumption)")
     p.add_argument("--name", help="results file stem (default: recsys-<dataset>)")
     p.add_argument("--out-dir", default=str(ROOT / "results"))
+    p.add_argument("--table-only", action="store_true",
+                   help="run nothing: write the table and plot of the finished runs of --models")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -377,7 +379,7 @@ def main(argv=None) -> int:
     log, failed_log = out_dir / f"{name}.jsonl", out_dir / f"{name}-failed.jsonl"
     info = provenance()
     models = args.models.split(",")
-    for model in models:
+    for model in [] if args.table_only else models:
         for seed in [int(s) for s in args.seeds.split(",")]:
             if any(r["model"] == model and r["seed"] == seed and r.get("settings") == overrides
                    for r in done_runs(log)):
