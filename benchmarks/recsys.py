@@ -21,7 +21,7 @@ Runs resume: a run's folder ``<out-dir>/tmp/recsys-runs/<key>/`` keeps the best 
 the state after its last finished epoch (model, optimizer, early-stopping counters,
 random states, epoch times), so a run cut by the end of a working session continues
 from that epoch; a finished run is appended to ``<out-dir>/<name>.jsonl`` (package
-versions, git commit, config hash) and never redone. ``<name>.md`` is the table (mean
+versions, git commit, config hash) and never redone. ``<name>.md`` is the table of every finished run (mean
 +- std over seeds) and ``<name>.png`` the quality-vs-cost plot (``pip install -e .[bench]``).
 
 ``--models`` also takes the HLLM variants of :data:`VARIANTS` (e.g. ``HLLM-item-token``).
@@ -350,8 +350,7 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds per run (and per resumption)")
     p.add_argument("--name", help="results file stem (default: recsys-<dataset>)")
     p.add_argument("--out-dir", default=str(ROOT / "results"))
-    p.add_argument("--table-only", action="store_true",
-                   help="run nothing: write the table and plot of the finished runs of --models")
+    p.add_argument("--table-only", action="store_true", help="run nothing: write the table and plot of the finished runs")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -404,8 +403,9 @@ def main(argv=None) -> int:
             print(f"  NDCG@10 {row.get('ndcg@10')}  uni100 NDCG@10 {row.get('uni100_ndcg@10')}  "
                   f"{'converged' if row['converged'] else 'capped'} at epoch {row['epochs_run']}  "
                   f"train {row['train_seconds']} s  peak {row['peak_rss_mb']} MB", flush=True)
-    rows = [r for r in done_runs(log) if r["model"] in models and r.get("settings") == overrides]
-    failed = [r for r in done_runs(failed_log) if r["model"] in models and r.get("settings") == overrides]
+    # every finished run of this protocol, not only --models': running the models in groups builds one table
+    rows = [r for r in done_runs(log) if r.get("settings") == overrides]
+    failed = [r for r in done_runs(failed_log) if r.get("settings") == overrides]
     table = summarise(rows, args.dataset, failed)
     (out_dir / f"{name}.md").write_text(table)
     plotted = plot(rows, out_dir / f"{name}.png")
