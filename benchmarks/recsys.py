@@ -17,11 +17,14 @@ Each best checkpoint is tested three ways, with no retraining: full-sort ranking
 (Recall/NDCG/MRR @10/@20 and Recall@200, the HLLM paper's), and RecBole's sampled
 modes ``uni100`` and ``pop100`` (the held-out item against 100 sampled items, @10/@20).
 
-Runs resume: a run's folder ``<out-dir>/tmp/recsys-runs/<key>/`` keeps the best model and
+Runs resume: a run's folder ``<state-dir>/<dataset>/<key>/`` keeps the best model and
 the state after its last finished epoch (model, optimizer, early-stopping counters,
 random states, epoch times), so a run cut by the end of a working session continues
 from that epoch; a finished run is appended to ``<out-dir>/<name>.jsonl`` (package
-versions, git commit, config hash) and never redone. ``<name>.md`` is the table of every finished run (mean
+versions, git commit, config hash) and never redone. ``--state-dir`` defaults to the
+package's cache folder (``RECBOLE_HLLM_CACHE``, else ``~/.cache/recbole_hllm``)
+``/recsys-runs``, outside the work tree, so a fresh checkout of the repository on the
+same machine still finds the unfinished runs. ``<name>.md`` is the table of every finished run (mean
 +- std over seeds) and ``<name>.png`` the quality-vs-cost plot (``pip install -e .[bench]``).
 
 ``--models`` also takes the HLLM variants of :data:`VARIANTS` (e.g. ``HLLM-item-token``).
@@ -237,6 +240,13 @@ def provenance() -> dict:
             "python": platform.python_version(), "packages": packages}
 
 
+def default_state_dir() -> Path:
+    """Outside the work tree: a checkout laid anew on a kept machine still resumes its runs."""
+    from recbole_hllm.llm.embedded import cache_root
+
+    return cache_root() / "recsys-runs"
+
+
 def done_runs(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -350,6 +360,7 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds per run (and per resumption)")
     p.add_argument("--name", help="results file stem (default: recsys-<dataset>)")
     p.add_argument("--out-dir", default=str(ROOT / "results"))
+    p.add_argument("--state-dir", help="unfinished runs' resumable state (default: <cache>/recsys-runs)")
     p.add_argument("--table-only", action="store_true", help="run nothing: write the table and plot of the finished runs")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -377,6 +388,7 @@ def main(argv=None) -> int:
     name = args.name or f"recsys-{args.dataset}"
     log, failed_log = out_dir / f"{name}.jsonl", out_dir / f"{name}-failed.jsonl"
     info = provenance()
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     models = args.models.split(",")
     for model in [] if args.table_only else models:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -384,7 +396,7 @@ def main(argv=None) -> int:
                    for r in done_runs(log)):
                 print(f"skip {model} seed {seed}: already in {log}")
                 continue
-            run_dir = out_dir / "tmp" / "recsys-runs" / args.dataset / run_key(model, seed, overrides)
+            run_dir = state_dir / args.dataset / run_key(model, seed, overrides)
             print(f"run {model} seed {seed} ({run_dir}) ...", flush=True)
             try:
                 row = {**launch(model, args.dataset, seed, overrides, str(run_dir), args.timeout), **info,

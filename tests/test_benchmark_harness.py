@@ -73,7 +73,7 @@ def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch)
     monkeypatch.setattr(recsys, "launch", in_process)
     args = ["--dataset", "tiny", "--data-path", str(tmp_path / "data"), "--models", "SASRec", "--seeds", "1,2",
             "--epochs", "1", "--set", "hidden_size=16", "--set", "MAX_ITEM_LIST_LENGTH=5",
-            "--out-dir", str(tmp_path / "out")]
+            "--out-dir", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state")]
     assert recsys.main(args) == 0 and calls == [("SASRec", 1), ("SASRec", 2)]
     assert recsys.main(args) == 0 and len(calls) == 2  # the rerun skips both
     rows = [json.loads(line) for line in open(tmp_path / "out" / "recsys-tiny.jsonl")]
@@ -81,7 +81,7 @@ def test_harness_skips_finished_runs_and_writes_the_table(tmp_path, monkeypatch)
     assert "packages" in rows[0] and rows[0]["packages"]["recbole"] == "1.2.1"
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
     assert "| SASRec | 2 | capped |" in table and "+-" in table and "uni100_ndcg@10" in table
-    assert not list((tmp_path / "out" / "tmp" / "recsys-runs").glob("*/*"))  # finished runs leave no folder
+    assert not list((tmp_path / "state").glob("*/*"))  # finished runs leave no folder
     (tmp_path / "out" / "recsys-tiny.md").unlink()
     assert recsys.main([*args, "--models", "GRU4Rec", "--table-only"]) == 0 and len(calls) == 2
     assert "| SASRec | 2 | capped |" in (tmp_path / "out" / "recsys-tiny.md").read_text()  # ran nothing, wrote all
@@ -91,8 +91,11 @@ def test_a_model_that_cannot_run_gets_one_line_saying_why(tmp_path, monkeypatch)
     """A failing model does not stop the others; the table says why it has no row."""
     write_tiny_dataset(tmp_path / "data")
     real = recsys.run_one
+    monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(tmp_path / "cache"))
+    run_dirs = []
 
     def in_process(model, dataset, seed, overrides, run_dir, timeout):
+        run_dirs.append(Path(run_dir))
         if model == "NoSuchModel":
             raise RuntimeError(f"{model} seed {seed} failed:\nValueError: `model_name` [NoSuchModel] is not the name")
         return real(model, dataset, seed, overrides, run_dir)
@@ -104,6 +107,8 @@ def test_a_model_that_cannot_run_gets_one_line_saying_why(tmp_path, monkeypatch)
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
     assert "| FPMC | 1 |" in table
     assert "Could not run:\n* NoSuchModel seed 1: ValueError: `model_name` [NoSuchModel] is not the name" in table
+    # unfinished runs keep their state in the cache folder, not in the work tree a new checkout replaces
+    assert all(d.parent == tmp_path / "cache" / "recsys-runs" / "tiny" for d in run_dirs), run_dirs
 
 
 def test_hllm_creator_rows_carry_generation_metrics(tmp_path):
