@@ -280,12 +280,15 @@ TABLE_COLUMNS = [*FULL_METRICS, *(f"{mode}_{m}" for mode in SAMPLED_MODES for m 
 COST_COLUMNS = ["best_epoch", "epochs_run", "epoch_seconds", "seconds_to_best", "train_seconds", "peak_rss_mb"]
 
 
-def summarise(rows: list[dict], dataset: str, failed: list[dict] = ()) -> str:
-    """The markdown table of ``rows``; ``failed``: runs that raised or timed out, one
-    line per (model, seed) that has no finished run (its latest error)."""
+def summarise(rows: list[dict], dataset: str, failed: list[dict] = (), unfinished: list[str] = ()) -> str:
+    """The markdown table of ``rows``, best mean NDCG@10 first; ``failed``: runs that raised
+    or timed out, one line per (model, seed) that has no finished run (its latest error);
+    ``unfinished``: a line per run that has state to resume from (:func:`unfinished_runs`)."""
     by_model: dict[str, list[dict]] = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
+    mean_ndcg = lambda runs: statistics.mean(r.get("ndcg@10", 0) for r in runs)  # noqa: E731
+    by_model = dict(sorted(by_model.items(), key=lambda item: -mean_ndcg(item[1])))
     generation = [m for m in generation_metrics() if any(m in r for r in rows)]  # HLLMCreator's titles
     cols = [c for c in TABLE_COLUMNS if any(c in r for r in rows)] + generation + COST_COLUMNS
     caps = sorted({(r.get("epoch_cap"), r.get("patience")) for r in rows}, key=str)
@@ -308,7 +311,25 @@ def summarise(rows: list[dict], dataset: str, failed: list[dict] = ()) -> str:
     if could_not:
         lines += ["", "Could not run:"] + [f"* {model} seed {seed}: {error}"
                                            for (model, seed), error in could_not.items()]
+    if unfinished:
+        lines += ["", "Not finished yet (a rerun resumes each from its last epoch):"] + [f"* {u}" for u in unfinished]
     return "\n".join(lines) + "\n"
+
+
+def unfinished_runs(state_dir: Path, dataset: str, overrides: dict) -> list[str]:
+    """One line per run of this protocol with resumable state: epochs so far and the best validation."""
+    import torch
+
+    digest = run_key("", 0, overrides).rsplit("-", 1)[1]
+    lines = []
+    for path in sorted((state_dir / dataset).glob(f"*-{digest}/last.pth")):
+        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file (pickled results)
+        model, seed = path.parent.name[: -len(digest) - 1].rsplit("-seed", 1)
+        best = [e for e in state["epochs"] if e["best"]]
+        lines.append(f"{model} seed {seed}: {len(state['epochs'])} epochs, best validation score "
+                     f"{state['best_valid_score']:.4f} at epoch {best[-1]['epoch'] if best else '-'}, "
+                     f"{state['cur_step']} since without gain")
+    return lines
 
 
 def _cell(values: list) -> str:
@@ -418,7 +439,7 @@ def main(argv=None) -> int:
     # every finished run of this protocol, not only --models': running the models in groups builds one table
     rows = [r for r in done_runs(log) if r.get("settings") == overrides]
     failed = [r for r in done_runs(failed_log) if r.get("settings") == overrides]
-    table = summarise(rows, args.dataset, failed)
+    table = summarise(rows, args.dataset, failed, unfinished_runs(state_dir, args.dataset, overrides))
     (out_dir / f"{name}.md").write_text(table)
     plotted = plot(rows, out_dir / f"{name}.png")
     print(table + ("" if plotted else "(no plot: matplotlib not installed)"))

@@ -152,3 +152,17 @@ def test_title_baselines_run_on_a_checkpoint(tmp_path):
     assert {"HLLMCreator (this checkpoint)", "nearest neighbour (U)", "nearest neighbour (history)",
             "original title"} <= set(report["systems"])
     assert report["systems"]["original title"]["rouge-l"] < 1.0 and "titles_per_ad" in report["systems"]["original title"]
+
+
+def test_the_table_lists_unfinished_runs_with_their_progress(tmp_path):
+    """A run cut before its stop (here: its state left as a cut run leaves it) is named under the table."""
+    write_tiny_dataset(tmp_path / "data")
+    args = ["--dataset", "tiny", "--data-path", str(tmp_path / "data"), "--epochs", "2",
+            "--out-dir", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state"), "--table-only"]
+    overrides = {"epochs": 2, "stopping_step": 10, "data_path": str(tmp_path / "data"), "load_col": None}
+    run_dir = tmp_path / "state" / "tiny" / recsys.run_key("FPMC", 1, overrides)
+    recsys.run_one("FPMC", "tiny", 1, overrides, str(run_dir))  # main() would now append the row and delete this
+    assert recsys.main(args) == 0
+    table = (tmp_path / "out" / "recsys-tiny.md").read_text()
+    assert "Not finished yet (a rerun resumes each from its last epoch):\n* FPMC seed 1: 2 epochs, best validation" \
+        in table, table
