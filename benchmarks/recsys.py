@@ -260,9 +260,12 @@ def done_runs(path: Path) -> list[dict]:
     return rows
 
 
+def settings_digest(overrides: dict) -> str:
+    return hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
 def run_key(model: str, seed: int, overrides: dict) -> str:
-    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{model}-seed{seed}-{digest}"
+    return f"{model}-seed{seed}-{settings_digest(overrides)}"
 
 
 def launch(model: str, dataset: str, seed: int, overrides: dict, run_dir: str, timeout: float) -> dict:
@@ -321,7 +324,7 @@ def unfinished_runs(state_dir: Path, dataset: str, overrides: dict) -> list[str]
     """One line per run of this protocol with resumable state: epochs so far and the best validation."""
     import torch
 
-    digest = run_key("", 0, overrides).rsplit("-", 1)[1]
+    digest = settings_digest(overrides)
     lines = []
     for path in sorted((state_dir / dataset).glob(f"*-{digest}/last.pth")):
         state = torch.load(path, map_location="cpu", weights_only=False)  # our own file (pickled results)
@@ -329,7 +332,7 @@ def unfinished_runs(state_dir: Path, dataset: str, overrides: dict) -> list[str]
         best = [e for e in state["epochs"] if e["best"]]
         lines.append(f"{model} seed {seed}: {len(state['epochs'])} epochs, best validation score "
                      f"{state['best_valid_score']:.4f} at epoch {best[-1]['epoch'] if best else '-'}, "
-                     f"{state['cur_step']} since without gain")
+                     f"{state['cur_step']} validations since its last gain")
     return lines
 
 
