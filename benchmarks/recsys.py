@@ -327,7 +327,8 @@ def unfinished_runs(state_dir: Path, dataset: str, overrides: dict) -> list[str]
     digest = settings_digest(overrides)
     lines = []
     for path in sorted((state_dir / dataset).glob(f"*-{digest}/last.pth")):
-        state = torch.load(path, map_location="cpu", weights_only=False)  # our own file (pickled results)
+        # our own file (pickled results); mmap: a listing need not read an LLM run's GBs of weights
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         model, seed = path.parent.name[: -len(digest) - 1].rsplit("-seed", 1)
         best = [e for e in state["epochs"] if e["best"]]
         lines.append(f"{model} seed {seed}: {len(state['epochs'])} epochs, best validation score "
