@@ -1,40 +1,55 @@
 """recbole_hllm: HLLM and HLLM-Creator as a RecBole 1.2.1 plugin.
 
-``import recbole_hllm`` applies the RecBole compatibility fixes
-(:mod:`recbole_hllm.compat`) and registers the plugin's models with RecBole
-(:mod:`recbole_hllm.registry`), after which RecBole's own entry points
-(``run_recbole``, ``load_data_and_model``, ``Config``) accept the model names.
+``import recbole_hllm`` arranges that RecBole, the moment it is imported (or at once,
+if it already is), gets the compatibility fixes (:mod:`recbole_hllm.compat`) and
+the plugin's models (:mod:`recbole_hllm.registry`); after that RecBole's own entry
+points (``run_recbole``, ``load_data_and_model``, ``Config``) accept the model names.
+Waiting for RecBole's import keeps ``import recbole_hllm`` light (no torch,
+scikit-learn or RecBole) for the console scripts that never use RecBole
+(:mod:`recbole_hllm.import_hook` says why).
 """
-from recbole_hllm import compat as _compat
-from recbole_hllm import registry as _registry
-from recbole_hllm.distributed import recbole_fixes as _distributed_fixes
+from recbole_hllm.import_hook import when_imported as _when_imported
 
 __version__ = "0.1.0"
+__all__ = ["HLLM", "HLLMCreator", "__version__"]
 
-_compat.apply_all(_registry.is_plugin_model)
-_registry.patch_get_model()
-_registry.patch_config_yaml_loading()
-_registry.patch_shipped_dataset_path()
-_distributed_fixes.apply(lambda name: name in _registry.REGISTRY)
+
+def _extend_recbole():
+    from recbole_hllm import compat, registry
+    from recbole_hllm.distributed import recbole_fixes
+
+    compat.apply_all(registry.is_plugin_model)
+    registry.patch_get_model()
+    registry.patch_config_yaml_loading()
+    registry.patch_shipped_dataset_path()
+    recbole_fixes.apply(lambda name: name in registry.REGISTRY)
+    _register_builtin_models()
+    registry.load_entry_points()
 
 
 def _register_builtin_models():
+    from recbole_hllm import registry
     from recbole_hllm.data.creative_dataset import HLLMCreatorDataset
     from recbole_hllm.data.dataset import HLLMDataset
     from recbole_hllm.model.hllm import HLLM
     from recbole_hllm.model.hllm_creator import HLLMCreator
     from recbole_hllm.trainer import HLLMCreatorTrainer, HLLMTrainer
 
-    props = _registry.properties_dir()
-    _registry.register_model(HLLM, trainer_class=HLLMTrainer, dataset_class=HLLMDataset, properties=props)
-    _registry.register_model(HLLMCreator, trainer_class=HLLMCreatorTrainer,
-                             dataset_class=HLLMCreatorDataset, properties=props)
+    props = registry.properties_dir()
+    registry.register_model(HLLM, trainer_class=HLLMTrainer, dataset_class=HLLMDataset, properties=props)
+    registry.register_model(HLLMCreator, trainer_class=HLLMCreatorTrainer,
+                            dataset_class=HLLMCreatorDataset, properties=props)
 
 
-_register_builtin_models()
-_registry.load_entry_points()
+def __getattr__(name):
+    """``recbole_hllm.HLLM`` and ``recbole_hllm.HLLMCreator``, imported on first use."""
+    if name == "HLLM":
+        from recbole_hllm.model.hllm import HLLM
+        return HLLM
+    if name == "HLLMCreator":
+        from recbole_hllm.model.hllm_creator import HLLMCreator
+        return HLLMCreator
+    raise AttributeError(f"module 'recbole_hllm' has no attribute {name!r}")
 
-from recbole_hllm.model.hllm import HLLM  # noqa: E402
-from recbole_hllm.model.hllm_creator import HLLMCreator  # noqa: E402
 
-__all__ = ["HLLM", "HLLMCreator", "__version__"]
+_when_imported("recbole", _extend_recbole)

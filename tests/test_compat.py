@@ -32,13 +32,14 @@ def test_numpy_aliases_restored_only_when_missing(monkeypatch):
 def test_anomaly_mode_left_off(tmp_path):
     without = _python("import torch, recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())", tmp_path)
     assert without.stdout.strip() == "True"  # RecBole's SINE import switches it on
-    with_fix = _python("import torch, recbole_hllm; print(torch.is_anomaly_enabled())", tmp_path)
+    with_fix = _python("import torch, recbole_hllm, recbole.model.sequential_recommender; "
+                       "print(torch.is_anomaly_enabled())", tmp_path)
     assert with_fix.stdout.strip() == "False", with_fix.stderr[-2000:]
 
 
 def test_user_choice_of_anomaly_mode_is_kept(tmp_path):
     out = _python("import torch; torch.autograd.set_detect_anomaly(True); import recbole_hllm; "
-                  "print(torch.is_anomaly_enabled())", tmp_path)
+                  "import recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())", tmp_path)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
 
 

@@ -45,6 +45,8 @@ class GenerateError(UserError, ValueError):
 def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     """(config, model in eval mode, test dataset) from a checkpoint, the model on ``device``
     (default: the device it was trained on); RecBole's ``load_data_and_model`` steps."""
+    if not os.path.isfile(checkpoint):
+        raise UserFileNotFoundError(f"checkpoint {checkpoint} does not exist")
     import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_logger, init_seed
@@ -53,8 +55,6 @@ def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     from recbole_hllm.distributed.fsdp import load_full_state_dict
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
-    if not os.path.isfile(checkpoint):
-        raise UserFileNotFoundError(f"checkpoint {checkpoint} does not exist")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RecBole's own format (pickled Config)
     config = state["config"]
     config["single_spec"], config["local_rank"] = True, 0  # the data are read whole, in every process

@@ -1,0 +1,55 @@
+"""Run a function right after a package's own ``__init__`` has run, on its first import.
+
+``import recbole_hllm`` must fix and extend RecBole, but importing RecBole (and with it
+torch, scikit-learn and scipy) costs seconds that the console scripts which never
+touch RecBole (``hllm-eval``, ``hllm-serve``, ``hllm-build-creatives``) should not
+pay. So the fixes are attached to the import of ``recbole`` itself: whatever imports
+RecBole first, the fixes are in place before any of RecBole's submodules is
+imported, exactly as if they were appended to ``recbole/__init__.py``. If RecBole
+is already imported, they run at once.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from typing import Callable
+
+
+def when_imported(package: str, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once ``package`` is imported: now if it already is, else
+    at the end of its ``__init__`` (its submodules still to come)."""
+    if package in sys.modules:
+        callback()
+        return
+    waiting = next((f for f in sys.meta_path if isinstance(f, _AfterInit) and f.package == package), None)
+    if waiting is None:
+        sys.meta_path.insert(0, _AfterInit(package, [callback]))
+    elif callback not in waiting.callbacks:
+        waiting.callbacks.append(callback)
+
+
+class _AfterInit(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it wraps the real loader's ``exec_module`` of one package."""
+
+    def __init__(self, package: str, callbacks: list[Callable[[], None]]):
+        self.package, self.callbacks = package, callbacks
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.package:
+            return None
+        sys.meta_path.remove(self)  # one shot; the real finders answer from here on
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, callbacks = spec.loader, self.callbacks
+        run_init = loader.exec_module
+
+        def exec_module(module):
+            run_init(module)
+            del loader.exec_module  # the loader is this file's own; give it back unchanged
+            for callback in callbacks:
+                callback()
+
+        loader.exec_module = exec_module
+        return spec

@@ -1,0 +1,56 @@
+"""``import recbole_hllm`` is light; RecBole gets its fixes and models when it is imported."""
+import subprocess
+import sys
+
+from recbole_hllm.import_hook import when_imported
+
+from conftest import subprocess_env
+
+
+def _python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=subprocess_env(tmp_path), timeout=120)
+
+
+def test_import_recbole_hllm_loads_neither_recbole_nor_torch(tmp_path):
+    out = _python("import sys, recbole_hllm, recbole_hllm.evaluation.cli, recbole_hllm.construction.cli, "
+                  "recbole_hllm.llm.openai_server\n"
+                  "print(sorted(m for m in ('recbole', 'torch', 'sklearn', 'transformers') if m in sys.modules))",
+                  tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_recbole_imported_before_or_after_gets_the_models(tmp_path):
+    for order in ("import recbole_hllm; import recbole.config", "import recbole.config; import recbole_hllm"):
+        out = _python(f"{order}\nfrom recbole.utils import get_model\n"
+                      "print(get_model('HLLM').__name__, get_model('HLLMCreator').__name__)", tmp_path)
+        assert out.returncode == 0, (order, out.stderr[-2000:])
+        assert out.stdout.strip() == "HLLM HLLMCreator", order
+
+
+def test_when_imported_runs_after_init_before_submodules(tmp_path, monkeypatch):
+    package = tmp_path / "hooked_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("ORDER = ['init']\n")
+    (package / "sub.py").write_text("import hooked_pkg\nhooked_pkg.ORDER.append('sub')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = []
+
+    def callback():
+        module = sys.modules["hooked_pkg"]
+        module.ORDER.append("callback")
+        calls.append(1)
+
+    try:
+        when_imported("hooked_pkg", callback)
+        when_imported("hooked_pkg", callback)  # the same request twice runs once
+        import hooked_pkg.sub
+
+        assert hooked_pkg.ORDER == ["init", "callback", "sub"] and calls == [1]
+        assert "exec_module" not in vars(hooked_pkg.__spec__.loader)  # the loader is left as found
+        when_imported("hooked_pkg", callback)  # already imported: runs at once
+        assert calls == [1, 1]
+    finally:
+        for name in ("hooked_pkg.sub", "hooked_pkg"):
+            sys.modules.pop(name, None)
