@@ -15,6 +15,8 @@ __all__ = ["HLLM", "HLLMCreator", "__version__"]
 
 
 def _extend_recbole():
+    import sys
+
     from recbole_hllm import compat, registry
     from recbole_hllm.distributed import recbole_fixes
 
@@ -22,9 +24,14 @@ def _extend_recbole():
     registry.patch_get_model()
     registry.patch_config_yaml_loading()
     registry.patch_shipped_dataset_path()
-    recbole_fixes.apply(lambda name: name in registry.REGISTRY)
-    _register_builtin_models()
-    registry.load_entry_points()
+    registry.patch_lookups_to_register_first()
+    recbole_fixes.apply(registry.is_plugin_model_name)
+    registry.register_later(_register_builtin_models)
+    registry.register_later(registry.load_entry_points)
+    half_run = [name for name, module in list(sys.modules.items()) if name.startswith("recbole_hllm.")
+                and getattr(getattr(module, "__spec__", None), "_initializing", False)]
+    if not half_run:  # else RecBole's first lookup registers (registry.register_later says why)
+        registry.ensure_registered()
 
 
 def _register_builtin_models():

@@ -45,6 +45,49 @@ class PluginModel:
 
 REGISTRY: dict[str, PluginModel] = {}
 _DATASET_PROPERTY_DIRS: list[Path] = []
+_PENDING: list = []  # registrations waiting for a safe moment (see register_later)
+
+
+def register_later(registration) -> None:
+    """Queue ``registration()`` (a callable that calls :func:`register_model`).
+
+    The plugin's models import RecBole, and RecBole's first import is what registers
+    them (``recbole_hllm/__init__.py``): when that first import comes from inside one
+    of the plugin's own modules, registering at once would import that half-run module
+    again. Queued registrations run at RecBole's first model, trainer, dataset or yaml
+    lookup (:func:`ensure_registered`), when every import has finished.
+    """
+    _PENDING.append(registration)
+
+
+def ensure_registered() -> None:
+    """Run the queued registrations (each once, in order)."""
+    while _PENDING:
+        _PENDING.pop(0)()
+
+
+def patch_lookups_to_register_first() -> None:
+    """RecBole finds a model's trainer and dataset classes by ``getattr`` on
+    ``recbole.trainer`` and ``recbole.data.dataset``; a module ``__getattr__`` (PEP 562)
+    there runs the queued registrations before RecBole falls back to its generic
+    classes. Names RecBole defines itself never reach it."""
+    import recbole.data.dataset
+    import recbole.trainer
+
+    for module in (recbole.trainer, recbole.data.dataset):
+        if "__getattr__" not in vars(module):
+            module.__getattr__ = _registering_getattr(module)
+
+
+def _registering_getattr(module):
+    def __getattr__(name):
+        if _PENDING:
+            ensure_registered()
+            if name in vars(module):
+                return vars(module)[name]
+        raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def properties_dir() -> Path:
@@ -131,7 +174,12 @@ def _recbole_kind(model_class) -> str:
 
 
 def is_plugin_model(model) -> bool:
-    return type(model).__name__ in REGISTRY and isinstance(model, REGISTRY[type(model).__name__].model_class)
+    return is_plugin_model_name(type(model).__name__) and isinstance(model, REGISTRY[type(model).__name__].model_class)
+
+
+def is_plugin_model_name(name: str) -> bool:
+    ensure_registered()
+    return name in REGISTRY
 
 
 def load_entry_points() -> list[str]:
@@ -163,6 +211,7 @@ class UnknownModelError(UserError, ValueError):
 
 
 def unknown_model_error(name: str) -> UnknownModelError:
+    ensure_registered()
     return UnknownModelError(
         f"Unknown model {name!r}. recbole_hllm models: {', '.join(sorted(REGISTRY))}. "
         f"RecBole models: {', '.join(recbole_model_names())}."
@@ -182,7 +231,7 @@ def patch_get_model() -> None:
     recbole_names = {n.lower(): n for n in recbole_model_names()}
 
     def get_model(model_name):
-        if model_name in REGISTRY:
+        if is_plugin_model_name(model_name):
             return REGISTRY[model_name].model_class
         try:
             return original(model_name)
@@ -267,6 +316,7 @@ def _with_bases(model_yaml: Path) -> list[Path]:
 
 
 def _plugin_model_yaml(model: str) -> Path | None:
+    ensure_registered()
     entry = REGISTRY.get(model)
     if entry is None or entry.properties_dir is None:
         return None
@@ -275,6 +325,7 @@ def _plugin_model_yaml(model: str) -> Path | None:
 
 
 def _plugin_dataset_yaml(dataset: str) -> Path | None:
+    ensure_registered()
     for props in _DATASET_PROPERTY_DIRS:
         path = props / "dataset" / f"{dataset}.yaml"
         if path.is_file():

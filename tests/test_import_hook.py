@@ -54,3 +54,16 @@ def test_when_imported_runs_after_init_before_submodules(tmp_path, monkeypatch):
     finally:
         for name in ("hooked_pkg.sub", "hooked_pkg"):
             sys.modules.pop(name, None)
+
+
+def test_first_import_from_inside_a_plugin_module_registers_at_the_first_lookup(tmp_path):
+    """A spawned worker unpickling a config, or ``hllm-generate``, may import a model module
+    before RecBole: registering inside that half-run import would import it again."""
+    for first in ("recbole_hllm.data.creative_dataset", "recbole_hllm.trainer"):
+        out = _python(f"import {first}\n"
+                      "import recbole.trainer, recbole.data.dataset\n"
+                      "from recbole.utils import get_trainer, ModelType\n"
+                      "print(recbole.data.dataset.HLLMCreatorDataset.__name__, "
+                      "get_trainer(ModelType.SEQUENTIAL, 'HLLM').__name__)", tmp_path)
+        assert out.returncode == 0, (first, out.stderr[-2000:])
+        assert out.stdout.strip() == "HLLMCreatorDataset HLLMTrainer", first
