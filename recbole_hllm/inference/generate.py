@@ -26,16 +26,14 @@ import json
 import os
 import sys
 
+from typing import TYPE_CHECKING
+
 from recbole_hllm.console import run_console
-from recbole_hllm.distributed.context import barrier, rank
 from recbole_hllm.errors import UserError, UserFileNotFoundError
-from recbole_hllm.inference.clustered import (
-    InferenceResult,
-    InferenceSettings,
-    all_parts_files,
-    personalise,
-)
 from recbole_hllm.inference.pruning import PruneRule
+
+if TYPE_CHECKING:  # torch-heavy: imported where generation starts, so --help and argument errors come at once
+    from recbole_hllm.inference.clustered import InferenceResult, InferenceSettings
 
 
 class GenerateError(UserError, ValueError):
@@ -100,6 +98,9 @@ def _ids(dataset, field: str, raw: list[str]) -> list[int]:
 def generate(checkpoint: str, users: list[str] | None, items: list[str] | None, out_path: str,
              settings: InferenceSettings | None = None, device=None, fsdp: bool = False) -> InferenceResult:
     """Write the title table for the given raw user / item ids (all test users' own ads by default)."""
+    from recbole_hllm.distributed.context import barrier, rank
+    from recbole_hllm.inference.clustered import InferenceSettings, all_parts_files, personalise
+
     settings = settings or InferenceSettings(clusters=0)
     config, model, dataset = load_creator(checkpoint, device, fsdp)
     histories = user_histories(dataset, config["MAX_ITEM_LIST_LENGTH"])
@@ -194,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate_main(args) -> int:
+    from recbole_hllm.inference.clustered import InferenceSettings
+
     split = lambda s: [x for x in s.split(",") if x] if s is not None else None  # noqa: E731
     settings = InferenceSettings(
         clusters=0 if args.per_user else args.clusters, metric=args.metric, backend=args.backend, seed=args.seed,
