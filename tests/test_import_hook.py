@@ -21,12 +21,12 @@ def test_import_recbole_hllm_loads_neither_recbole_nor_torch(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-def test_recbole_imported_before_or_after_gets_the_models(tmp_path):
-    for order in ("import recbole_hllm; import recbole.config", "import recbole.config; import recbole_hllm"):
-        out = _python(f"{order}\nfrom recbole.utils import get_model\n"
-                      "print(get_model('HLLM').__name__, get_model('HLLMCreator').__name__)", tmp_path)
-        assert out.returncode == 0, (order, out.stderr[-2000:])
-        assert out.stdout.strip() == "HLLM HLLMCreator", order
+def test_recbole_imported_before_recbole_hllm_gets_the_models(tmp_path):
+    """(The other order, recbole_hllm first, is how every other test runs: conftest.py.)"""
+    out = _python("import recbole.config; import recbole_hllm\nfrom recbole.utils import get_model\n"
+                  "print(get_model('HLLM').__name__, get_model('HLLMCreator').__name__)", tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "HLLM HLLMCreator"
 
 
 def test_when_imported_runs_after_init_before_submodules(tmp_path, monkeypatch):
@@ -59,11 +59,10 @@ def test_when_imported_runs_after_init_before_submodules(tmp_path, monkeypatch):
 def test_first_import_from_inside_a_plugin_module_registers_at_the_first_lookup(tmp_path):
     """A spawned worker unpickling a config, or ``hllm-generate``, may import a model module
     before RecBole: registering inside that half-run import would import it again."""
-    for first in ("recbole_hllm.data.creative_dataset", "recbole_hllm.trainer"):
-        out = _python(f"import {first}\n"
-                      "import recbole.trainer, recbole.data.dataset\n"
-                      "from recbole.utils import get_trainer, ModelType\n"
-                      "print(recbole.data.dataset.HLLMCreatorDataset.__name__, "
-                      "get_trainer(ModelType.SEQUENTIAL, 'HLLM').__name__)", tmp_path)
-        assert out.returncode == 0, (first, out.stderr[-2000:])
-        assert out.stdout.strip() == "HLLMCreatorDataset HLLMTrainer", first
+    out = _python("import recbole_hllm.data.creative_dataset\n"
+                  "import recbole.trainer, recbole.data.dataset\n"
+                  "from recbole.utils import get_trainer, ModelType\n"
+                  "print(recbole.data.dataset.HLLMCreatorDataset.__name__, "
+                  "get_trainer(ModelType.SEQUENTIAL, 'HLLM').__name__)", tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "HLLMCreatorDataset HLLMTrainer"
