@@ -19,17 +19,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker,
     torch.set_num_threads(1)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "heavy: a test of 15 s or more on 2 cores; run first")
-
-
-def pytest_collection_modifyitems(items):
-    """Heavy tests first (stable order otherwise): with ``pytest -n 2`` each worker then
-    starts on long tests and both finish on short ones, instead of one worker idling
-    while the other runs a 50 s test at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
-
-
 def build_model(model_class, config_dict: dict, dataset: str = "tiny"):
     """Config, data splits and a seeded model, as RecBole's quick start builds them:
     ``(model, train, valid, test)``."""

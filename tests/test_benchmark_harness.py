@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import TINY_LLAMA, subprocess_env, tiny_creator_config, write_tiny_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +41,6 @@ recsys.run_one(job["model"], job["dataset"], job["seed"], job["overrides"], job[
 """
 
 
-@pytest.mark.heavy
 def test_an_interrupted_run_resumes_in_a_fresh_process_with_the_same_metrics(tmp_path, monkeypatch):
     """The killed run's epoch 0 and the resumed process's epochs 1-2 give exactly the
     uninterrupted run's metrics: the seed fixes everything, across fresh processes."""

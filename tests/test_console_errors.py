@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from conftest import subprocess_env, tiny_config
@@ -48,7 +47,6 @@ def test_run_recbole_unknown_model_and_missing_dataset(tmp_path, tiny_data):
                     "run_recbole", "Dataset 'nowhere' not found: looked for the folder")
 
 
-@pytest.mark.heavy
 def test_run_recbole_user_error_in_a_worker_process_is_one_line(tmp_path, tiny_data):
     cfg = _tiny_config_file(tmp_path, tiny_data)
     out = _run(["run_recbole", "--model=HLLM", "--dataset=tiny", f"--config_files={cfg}", "--nproc=2",

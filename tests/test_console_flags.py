@@ -10,7 +10,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import pytest
 from recbole.quick_start import run_recbole
 from rouge_score import rouge_scorer
 
@@ -59,7 +58,6 @@ def test_hllm_serve_script_with_its_options(tiny_chat_model, tmp_path):
     assert server.returncode == 0 and "stopped after 1 requests" in err
 
 
-@pytest.mark.heavy
 def test_hllm_build_creatives_random_ads_and_restart(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", n_users=3).parent
     (tmp_path / "b.yaml").write_text("text_fields: [title, genre]\n")
@@ -114,7 +112,6 @@ def test_hllm_eval_script_references_metrics_and_judge_against(tmp_path):
     assert f"{round(expected, 4)}" in out.stdout + (tmp_path / "eval.md").read_text()
 
 
-@pytest.mark.heavy
 def test_hllm_generate_script_backend_threshold_and_per_user(tiny_creative_data, tmp_path):
     run_recbole(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(tiny_creative_data))
     checkpoint = next((tiny_creative_data / "saved").glob("HLLMCreator-*.pth"))

@@ -228,7 +228,6 @@ def test_tokenizer_without_pad_token_is_handled(tmp_path):
     assert loaded.pad_token is not None
 
 
-@pytest.mark.heavy
 def test_checkpoint_round_trip_and_generate_cli(tiny_creative_data, tmp_path):
     metrics = ["rouge-l", "bleu", "pc_avg", "pc_max_tok", "fact_support", "distinct-2", "self_bleu"]
     config = tiny_creator_config(tiny_creative_data, generation_metrics=metrics, generate_on_valid=True,

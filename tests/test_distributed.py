@@ -100,7 +100,6 @@ def _losses_worker(local_rank, world, port, data_root):
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.heavy
 def test_losses_and_item_table_are_the_global_batchs(tmp_path):
     write_tiny_dataset(tmp_path / "data")
     spawn(_losses_worker, 2, (_free_port(), str(tmp_path / "data")))
@@ -134,7 +133,6 @@ def test_a_failing_rank_fails_the_run_with_its_error(tmp_path):
 
 
 # -- RecBole's engine: training, evaluation, checkpoints ---------------------------------------------
-@pytest.mark.heavy
 def test_two_process_creator_run_matches_one_process(tmp_path):
     """HLLMCreator through RecBole's distributed engine: every loss, the trainer's title
     generation and the checkpoint. With the full-softmax next-item loss, no matching loss

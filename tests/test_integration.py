@@ -16,7 +16,6 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("embedded-cache")
 
 
-@pytest.mark.heavy
 def test_embedded_defaults_train_and_rank(tiny_data, shared_cache, monkeypatch):
     monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(shared_cache))
     smollm2 = embedded_model_dir("smollm2")

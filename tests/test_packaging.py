@@ -15,7 +15,6 @@ import sysconfig
 import venv
 from pathlib import Path
 
-import pytest
 import yaml
 
 import recbole_hllm
@@ -54,7 +53,6 @@ def _fresh_env_with_wheel(tmp_path: Path) -> Path:
     return env_dir
 
 
-@pytest.mark.heavy
 def test_wheel_install_imports_every_module_and_runs_the_console_script(tmp_path):
     assert "recbole_hllm.distributed.launch" in MODULES and len(MODULES) > 40
     env_dir = _fresh_env_with_wheel(tmp_path)

@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from recbole.quick_start import run_recbole
 
 from recbole_hllm.construction.builder import paths_for
@@ -76,7 +75,6 @@ def _build_args(tmp_path, data, out, url):
             "--no-progress", "--backend", "openai", "--model", "scripted", "--base-url", url, "--concurrency", "1"]
 
 
-@pytest.mark.heavy
 def test_build_creatives_resumes_after_sigkill(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", n_users=6).parent
     backend = SlowScriptedBackend()
@@ -122,7 +120,6 @@ SLOW_GENERATE = (
 )
 
 
-@pytest.mark.heavy
 def test_generate_resumes_after_sigkill(tmp_path, tiny_creative_data):
     run_recbole(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(tiny_creative_data))
     checkpoint = next((tiny_creative_data / "saved").glob("HLLMCreator-*.pth"))
