@@ -8,6 +8,8 @@ Waiting for RecBole's import keeps ``import recbole_hllm`` light (no torch,
 scikit-learn or RecBole) for the console scripts that never use RecBole
 (:mod:`recbole_hllm.import_hook` says why).
 """
+import sys as _sys
+
 from recbole_hllm.import_hook import when_imported as _when_imported
 
 __version__ = "0.1.0"
@@ -15,8 +17,6 @@ __all__ = ["HLLM", "HLLMCreator", "__version__"]
 
 
 def _extend_recbole():
-    import sys
-
     from recbole_hllm import compat, registry
     from recbole_hllm.distributed import recbole_fixes
 
@@ -28,8 +28,8 @@ def _extend_recbole():
     recbole_fixes.apply(registry.is_plugin_model_name)
     registry.register_later(_register_builtin_models)
     registry.register_later(registry.load_entry_points)
-    half_run = [name for name, module in list(sys.modules.items()) if name.startswith("recbole_hllm.")
-                and getattr(getattr(module, "__spec__", None), "_initializing", False)]
+    half_run = any(getattr(getattr(module, "__spec__", None), "_initializing", False)
+                   for name, module in list(_sys.modules.items()) if name.startswith("recbole_hllm."))
     if not half_run:  # else RecBole's first lookup registers (registry.register_later says why)
         registry.ensure_registered()
 

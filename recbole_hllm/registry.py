@@ -174,7 +174,8 @@ def _recbole_kind(model_class) -> str:
 
 
 def is_plugin_model(model) -> bool:
-    return is_plugin_model_name(type(model).__name__) and isinstance(model, REGISTRY[type(model).__name__].model_class)
+    name = type(model).__name__
+    return is_plugin_model_name(name) and isinstance(model, REGISTRY[name].model_class)
 
 
 def is_plugin_model_name(name: str) -> bool:

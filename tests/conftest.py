@@ -6,6 +6,8 @@ configs and use the embedded MiniLM tokenizer (a 0.3 s local load).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import random
 from pathlib import Path
 
@@ -184,3 +186,9 @@ def save_tiny_chat_model(folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chat_model(tmp_path_factory) -> Path:
     return save_tiny_chat_model(tmp_path_factory.mktemp("tiny-chat-model"))
+
+
+def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter with :func:`subprocess_env`."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=subprocess_env(tmp_path), timeout=120)

@@ -1,6 +1,4 @@
 """Each RecBole compatibility fix, with the failure it prevents shown alongside."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -8,12 +6,7 @@ import torch
 
 from recbole_hllm import compat
 
-from conftest import subprocess_env
-
-
-def _python(code: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=subprocess_env(tmp_path), timeout=120)
+from conftest import run_python as _python
 
 
 def test_numpy_aliases_restored_only_when_missing(monkeypatch):

@@ -1,15 +1,9 @@
 """``import recbole_hllm`` is light; RecBole gets its fixes and models when it is imported."""
-import subprocess
 import sys
 
 from recbole_hllm.import_hook import when_imported
 
-from conftest import subprocess_env
-
-
-def _python(code: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=subprocess_env(tmp_path), timeout=120)
+from conftest import run_python as _python
 
 
 def test_import_recbole_hllm_loads_neither_recbole_nor_torch(tmp_path):

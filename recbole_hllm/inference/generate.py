@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-
 from typing import TYPE_CHECKING
 
 from recbole_hllm.console import run_console
