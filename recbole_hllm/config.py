@@ -55,6 +55,9 @@ RULES: dict[str, Rule] = {
     "logit_scale_max": Rule("a number > 0", _number_at_least(0, strict=True)),
     "item_embedding_cache": Rule("true or false", _is_bool),
     "item_embed_batch_size": Rule("an int >= 1", _int_at_least(1)),
+    "item_llm_trained_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
+    "item_lower_cache": Rule("true or false", _is_bool, optional=True),
+    "item_llm_checkpointing": Rule("true or false", _is_bool, optional=True),
     "torch_threads": Rule("an int >= 1 or null", _int_at_least(1), optional=True),
     "dist_backend": Rule("'auto', 'gloo' or 'nccl'", _one_of("auto", "gloo", "nccl"), optional=True),
     "dist_timeout": Rule("a number of seconds > 0", _number_at_least(0, strict=True), optional=True),
@@ -87,5 +90,9 @@ def validate_config(config, rules: dict[str, Rule] = RULES) -> None:
             continue
         if value is None or not rule.check(value):
             problems.append(f"{key} = {value!r} (expected {rule.expected})")
+    trained_layers = config["item_llm_trained_layers"] if "item_llm_trained_layers" in config else None
+    if trained_layers and config["item_llm_tuning"] == "frozen":
+        problems.append(f"item_llm_trained_layers = {trained_layers!r} (expected null with "
+                        "item_llm_tuning = 'frozen': only a trained item LLM has layers to train)")
     if problems:
         raise ConfigValueError("Invalid recbole_hllm config: " + "; ".join(problems))

@@ -8,10 +8,15 @@ A backbone comes from one of three sources:
   tests use), with the tokenizer of ``<role>_llm_tokenizer``.
 
 and is then optionally cut to its first N layers (so a pretrained model fits a CPU),
-put in a tuning mode (``frozen``, ``lora`` via peft, or ``full``) and cast to a dtype.
+put in a tuning mode (``frozen``, ``lora`` via peft, or ``full``) and stored in mixed
+precision: ``<role>_llm_dtype`` is the dtype the backbone *computes* in. Frozen weights
+are stored in it; trainable weights always stay float32 (an optimizer that updates
+bf16 weights in place loses every update below bf16's precision), and the forward runs
+under :func:`compute_precision` (autocast) to that dtype.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,12 +153,39 @@ def load_backbone(spec: BackboneSpec, device: torch.device, causal_lm: bool = Fa
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = _build(spec, auto_class, tokenizer, device)
-    getLogger(__name__).info(
-        "%s LLM %s: %s layers, tuning=%s, dtype=%s, trainable params=%d",
-        spec.role, spec.source, model.config.num_hidden_layers, spec.tuning, model.dtype,
-        sum(p.numel() for p in model.parameters() if p.requires_grad),
-    )
+    getLogger(__name__).info("%s LLM %s: %s layers, tuning=%s, %s", spec.role, spec.source,
+                             model.config.num_hidden_layers, spec.tuning, describe_precision(model, device, spec))
     return model.to(device), tokenizer
+
+
+def store_mixed_precision(model: nn.Module, compute_dtype: torch.dtype) -> nn.Module:
+    """Trainable parameters in float32, frozen ones in ``compute_dtype`` (in place)."""
+    for param in model.parameters():
+        wanted = torch.float32 if param.requires_grad else compute_dtype
+        if param.is_floating_point() and param.dtype != wanted:
+            param.data = param.data.to(wanted)
+    return model
+
+
+def compute_precision(device: torch.device | str, dtype: torch.dtype):
+    """The context a backbone's forward runs in: autocast to ``dtype`` when it is below
+    float32 (trainable float32 weights then compute in ``dtype``), else nothing."""
+    device_type = torch.device(device).type
+    if dtype == torch.float32 or device_type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def describe_precision(model: nn.Module, device: torch.device, spec: BackboneSpec) -> str:
+    """One log phrase: which weights are stored in which dtype, and the compute dtype."""
+    counts: dict[tuple[bool, torch.dtype], int] = {}
+    for param in model.parameters():
+        key = (param.requires_grad, param.dtype)
+        counts[key] = counts.get(key, 0) + param.numel()
+    parts = [f"{'trainable' if trainable else 'frozen'} {str(dtype).removeprefix('torch.')}: {n:,}"
+             for (trainable, dtype), n in sorted(counts.items(), key=lambda kv: (not kv[0][0], str(kv[0][1])))]
+    compute = str(resolve_dtype(spec.dtype, device)).removeprefix("torch.")
+    return f"weights ({'; '.join(parts) or 'none'}), compute {compute}"
 
 
 def _build(spec: BackboneSpec, auto_class, tokenizer, device: torch.device):
@@ -174,7 +206,7 @@ def _build(spec: BackboneSpec, auto_class, tokenizer, device: torch.device):
             model = auto_class.from_pretrained(
                 path, dtype=dtype, trust_remote_code=spec.trust_remote_code, **overrides
             )
-    return apply_tuning(model, spec)
+    return store_mixed_precision(apply_tuning(model, spec), dtype)
 
 
 @contextmanager

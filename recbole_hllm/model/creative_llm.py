@@ -10,7 +10,6 @@ that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import string
@@ -25,6 +24,7 @@ from recbole_hllm.distributed.fsdp import shard_decoder_layers
 from recbole_hllm.errors import UserError
 from recbole_hllm.llm.backbone import (
     BackboneSpec,
+    compute_precision,
     hidden_size,
     load_backbone,
     resolve_dtype,
@@ -117,7 +117,8 @@ class CreativeLLM(nn.Module):
         positions 0..tokens-1: ``[layers, 2, kv_heads, tokens, head_dim]`` (float32). A user
         prefix starting here reads to the model like those tokens at the prompt's start."""
         ids = self.token_ids([text])[0] or [self.eos_id]
-        cache = self._encode((ids * tokens)[:tokens])
+        with compute_precision(self.llm.device, self.dtype):
+            cache = self._encode((ids * tokens)[:tokens])
         return torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]).float()
 
     def mean_token_norm(self) -> float:
@@ -204,16 +205,19 @@ class CreativeLLM(nn.Module):
             mask = torch.cat([mask.new_ones(len(mask), prefix_len), mask], dim=1)
             extra[self.cache_kwarg] = training_cache(condition.prefix.to(self.dtype))
         decoder, lm_head = self._base()
-        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **extra).last_hidden_state
         predicts = labels[:, 1:] != -100  # position t predicts token t+1
-        return lm_head(hidden[:, :-1][predicts]).float(), labels[:, 1:][predicts]
+        with compute_precision(embeds.device, self.dtype):
+            hidden = decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **extra).last_hidden_state
+            logits = lm_head(hidden[:, :-1][predicts])
+        return logits.float(), labels[:, 1:][predicts]
 
     def _idle_forward(self) -> torch.Tensor:
         """A zero that went through every sharded layer: with FSDP all ranks must run each
         forward and backward together, even a rank whose batch has nothing to learn."""
         decoder, _ = self._base()
         embeds = self.llm.get_input_embeddings().weight[:1][None]  # [1, 1, H]
-        hidden = decoder(inputs_embeds=embeds.to(self.dtype), use_cache=False).last_hidden_state
+        with compute_precision(embeds.device, self.dtype):
+            hidden = decoder(inputs_embeds=embeds.to(self.dtype), use_cache=False).last_hidden_state
         return hidden.float().sum() * 0
 
     # -- generation -----------------------------------------------------------------
@@ -281,13 +285,11 @@ class CreativeLLM(nn.Module):
         )
 
     def _generation_precision(self):
-        """Autocast to ``generation_dtype`` when it differs from the weights' dtype: on a
-        CPU with native bf16 generation (compute-bound: the prompts' prefill) runs about
-        twice as fast, while training keeps float32. The cache and the prefix stay in
-        the weights' dtype."""
-        if self.generation_dtype == self.dtype:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.llm.device.type, dtype=self.generation_dtype)
+        """Autocast to ``generation_dtype``: on a CPU with native bf16 generation
+        (compute-bound: the prompts' prefill) runs about twice as fast, while training
+        keeps float32; trainable weights are float32 whatever the compute dtype. The
+        cache and the prefix stay in the compute dtype."""
+        return compute_precision(self.llm.device, self.generation_dtype)
 
 
 def _soft_tokens(condition: UserCondition | None):

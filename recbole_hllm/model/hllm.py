@@ -45,7 +45,8 @@ class HLLM(SequentialRecommender):
         if self.loss_type == "full_softmax" and not self.item_encoder.frozen:
             raise ValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
                              "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
-        self._eval_item_table = None  # [n_items, H_user], rebuilt once per evaluation pass
+        self.register_buffer("_eval_item_table", None, persistent=False)  # [n_items, H_user], once per eval pass
+        self.to(self.device)  # the backbones load onto the device; the small modules and buffers follow
         getLogger(__name__).info("HLLM: %d items with text, e.g. %r", len(item_texts) - 1,
                                  item_texts[1] if len(item_texts) > 1 else "")
 

@@ -61,7 +61,7 @@ class HLLMCreator(HLLM):
 
         h_user = self.user_encoder.hidden_size
         self.user_token = nn.Parameter(torch.randn(h_user) * 0.02)  # [USER]
-        self.user_prompt_ids = self._user_prompt_ids()
+        self.register_buffer("user_prompt_ids", self._user_prompt_ids(), persistent=False)  # [P]
         self.creative = CreativeLLM(config, self.device)
         self.template = PromptTemplate(config["creative_prompt"], "creative_prompt")
         self.profile_template = PromptTemplate(config["profile_prompt"], "profile_prompt")
@@ -83,7 +83,9 @@ class HLLMCreator(HLLM):
         self.ad_texts = {slot: item_field_texts(dataset, slot) for slot in self.template.text_slots}
         title_field = config["creative_title_field"]
         self.original_titles = item_field_texts(dataset, title_field) if title_field in dataset.item_feat else None
-        self._profile_table = None  # [n_creative_rows, H_item] profile embeddings (align loss)
+        # [n_creative_rows, H_item] profile embeddings (align loss), computed on first use
+        self.register_buffer("_profile_table", None, persistent=False)
+        self.to(self.device)  # what was built here on the CPU joins the backbones on the device
         if self.creative.fsdp:  # FSDP owns the sharded layers' gradients, not RecBole's DDP wrapper
             ignore_sharded_in_ddp(self)
 

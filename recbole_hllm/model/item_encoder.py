@@ -10,9 +10,18 @@ A frozen item LLM always yields the same table, so it is computed once (unique
 items, length-sorted batches, no grad) and cached on disk keyed by model, texts and
 settings; the LLM itself is then only loaded when the cache misses, and its weights
 never enter RecBole checkpoints.
+
+A trained item LLM can train its top ``item_llm_trained_layers`` layers only: the
+hidden states that enter them are the same at every step (the layers below are
+frozen), so they are computed once for every item and kept (``item_lower_cache``),
+and a step runs the top layers alone; the [ITEM] token then enters at the first
+trained layer. Each step encodes every item it needs once, in length-sorted chunks
+(little padding), optionally with activation checkpointing per chunk.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import os
 from logging import getLogger
@@ -22,12 +31,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recbole_hllm.distributed.context import gather_objects, rank, sum_across_ranks, world_size
-from recbole_hllm.llm.backbone import BackboneSpec, load_backbone, load_tokenizer, resolve_dtype
+from recbole_hllm.llm.backbone import (BackboneSpec, apply_tuning, compute_precision, describe_precision,
+                                       load_backbone, load_tokenizer, resolve_dtype, store_mixed_precision)
 from recbole_hllm.llm.embedded import cache_root
+from recbole_hllm.llm.layer_split import keep_top_layers, layer_inputs
 
 
 class _Hidden:
-    """Holds a module without registering it, so it stays out of state_dict and .to()."""
+    """Holds a module without registering it, so it stays out of state_dict and the
+    optimizer; :meth:`ItemEncoder._apply` still moves it with ``.to()``."""
 
     def __init__(self, module):
         self.module = module
@@ -37,7 +49,6 @@ class ItemEncoder(nn.Module):
     def __init__(self, config, item_texts: list[str], device: torch.device):
         super().__init__()
         self.spec = BackboneSpec.from_config(config, "item")
-        self.device = device
         self.pooling = config["item_pooling"]
         self.batch_size = config["item_embed_batch_size"]
         self.use_disk_cache = config["item_embedding_cache"]
@@ -48,17 +59,39 @@ class ItemEncoder(nn.Module):
         self.item_texts = item_texts
         token_ids_per_item = _tokenize(self.tokenizer, item_texts, config["item_prompt"] or "",
                                        config["item_text_max_len"])
-        self.register_buffer("text_tokens", _pad(token_ids_per_item, self.tokenizer.pad_token_id), persistent=False)
-        self.register_buffer("text_lengths", torch.tensor([len(t) for t in token_ids_per_item]), persistent=False)
+        self.register_buffer("text_tokens", _pad(token_ids_per_item, self.tokenizer.pad_token_id).to(device),
+                             persistent=False)  # [n_items, W]
+        self.register_buffer("text_lengths", torch.tensor([len(t) for t in token_ids_per_item], device=device),
+                             persistent=False)  # [n_items]
         self.hidden_size = _config_hidden_size(self.spec)
         generator = torch.Generator().manual_seed(int(config["seed"] or 0))
-        self.item_token = nn.Parameter(torch.randn(self.hidden_size, generator=generator) * 0.02,
+        self.item_token = nn.Parameter((torch.randn(self.hidden_size, generator=generator) * 0.02).to(device),
                                        requires_grad=not self.frozen)
         self._llm = None  # _Hidden (frozen) or registered module (trainable)
-        self._frozen_table = None
+        self.register_buffer("_frozen_table", None, persistent=False)  # [n_items, hidden], frozen LLM only
         self.items_embedded = 0  # item texts this process ran through the LLM for whole tables
-        if not self.frozen:
+        self.items_encoded = 0  # item texts this process ran through the LLM in all
+        self.trained_layers = config["item_llm_trained_layers"]
+        self.checkpointing = bool(config["item_llm_checkpointing"])
+        self.register_buffer("lower_states", None, persistent=False)  # [n_items, W, hidden]: into the trained layers
+        self._lower = None  # _Hidden: the frozen lower layers, when their outputs are not kept
+        if self.frozen:
+            return
+        if self.trained_layers:
+            self.llm = self._load_top_layers(bool(config["item_lower_cache"]))
+        else:
             self.llm = self._load_llm()
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_tokens.device
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()``, ``.cuda()``, ...: the unregistered frozen LLMs move with the rest."""
+        for hidden in (self._llm, self._lower):
+            if hidden is not None:
+                hidden.module._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
 
     # -- backbone -------------------------------------------------------------------
     def _load_llm(self):
@@ -67,6 +100,45 @@ class ItemEncoder(nn.Module):
             model.eval()
             self._llm = _Hidden(model)
         return model
+
+    def _load_top_layers(self, keep_states: bool):
+        """The item LLM's top ``trained_layers`` layers, tuned as configured; the frozen
+        layers below either run once here for every item (``keep_states``) or are kept
+        aside and run, without gradients, at every step."""
+        whole, _ = load_backbone(dataclasses.replace(self.spec, tuning="frozen"), self.device)
+        whole.eval()
+        total = whole.config.num_hidden_layers
+        if self.trained_layers > total:
+            raise ValueError(f"item_llm_trained_layers = {self.trained_layers}: the item LLM has {total} layers")
+        self.first_trained = total - self.trained_layers
+        if keep_states:
+            self.lower_states = self._lower_states_of_every_item(whole)
+        else:
+            self._lower = _Hidden(copy.deepcopy(whole))
+        top = keep_top_layers(whole, self.trained_layers).requires_grad_(True)
+        top = store_mixed_precision(apply_tuning(top, self.spec), self.dtype)
+        getLogger(__name__).info("item LLM: top %d of %d layers trained over %s lower-layer states; %s",
+                                 self.trained_layers, total, "kept" if keep_states else "recomputed",
+                                 describe_precision(top, self.device, self.spec))
+        return top
+
+    @torch.no_grad()
+    def _lower_states_of_every_item(self, whole) -> torch.Tensor:
+        """``[n_items, W, hidden]`` (compute dtype): what enters the first trained layer, per text token."""
+        n_items, width = self.text_tokens.shape
+        states = None
+        for ids in torch.arange(n_items, device=self.device).split(self.batch_size):
+            batch = self._lower_states(whole, self.text_tokens[ids], self.text_lengths[ids])
+            if states is None:
+                states = torch.zeros(n_items, width, batch.shape[-1], dtype=batch.dtype, device=self.device)
+            states[ids] = batch
+        return states
+
+    def _lower_states(self, model, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The frozen lower layers over the text ``tokens`` [N, W] alone -> ``[N, W, hidden]``."""
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
+        with compute_precision(tokens.device, self.dtype):
+            return layer_inputs(model, self.first_trained, input_ids=tokens, attention_mask=mask.long())
 
     def _backbone(self):
         if not self.frozen:
@@ -81,7 +153,24 @@ class ItemEncoder(nn.Module):
         if self.frozen:
             return self.all_items()[item_ids]
         unique_ids, inverse = torch.unique(item_ids, return_inverse=True)
-        return self._encode(unique_ids)[inverse]
+        return self._encode_in_chunks(unique_ids)[inverse]
+
+    def _encode_in_chunks(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """:meth:`_encode` of ``item_ids`` [N] in length-sorted chunks of ``item_embed_batch_size``
+        (each padded only to its own longest text), with activation checkpointing per chunk
+        when ``item_llm_checkpointing`` -> ``[N, hidden]``."""
+        if len(item_ids) <= self.batch_size:
+            return self._encode(item_ids)
+        order = torch.argsort(self.text_lengths[item_ids])
+        chunks = []
+        for part in item_ids[order].split(self.batch_size):
+            if self.checkpointing and torch.is_grad_enabled():
+                chunks.append(torch.utils.checkpoint.checkpoint(self._encode, part, use_reentrant=False))
+            else:
+                chunks.append(self._encode(part))
+        out = torch.empty(len(item_ids), chunks[0].shape[-1], device=chunks[0].device, dtype=chunks[0].dtype)
+        out[order] = torch.cat(chunks)
+        return out
 
     def all_items(self) -> torch.Tensor:
         """``[n_items, hidden]`` table for every internal item id (row 0 = padding)."""
@@ -122,8 +211,15 @@ class ItemEncoder(nn.Module):
 
     def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Run the item LLM on the texts of ``item_ids`` [N] -> [N, hidden] float32."""
+        self.items_encoded += len(item_ids)
         lengths = self.text_lengths[item_ids]  # [N]
         width = int(lengths.max()) if len(item_ids) else 0
+        if self.trained_layers and not self.frozen:
+            if self.lower_states is not None:
+                states = self.lower_states[item_ids, :width]
+            else:
+                states = self._lower_states(self._lower.module, self.text_tokens[item_ids, :width], lengths)
+            return self._encode_embeds(self.llm, states, lengths)
         return self._encode_tokens(self.text_tokens[item_ids, :width], lengths)
 
     def embed_texts(self, texts: list[str], max_len: int | None = None) -> torch.Tensor:
@@ -141,14 +237,19 @@ class ItemEncoder(nn.Module):
     def _encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Item LLM over right-padded ``tokens`` [N, W] with ``lengths`` [N] -> [N, hidden] float32."""
         backbone = self._backbone()
-        width = tokens.shape[1] + 1
-        embeds = backbone.get_input_embeddings()(tokens)  # [N, width-1, H]
-        embeds = torch.cat([embeds, embeds.new_zeros(len(tokens), 1, embeds.shape[-1])], dim=1)
-        rows = torch.arange(len(tokens), device=tokens.device)
+        return self._encode_embeds(backbone, backbone.get_input_embeddings()(tokens), lengths)
+
+    def _encode_embeds(self, backbone, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``backbone`` over right-padded text inputs ``embeds`` [N, W, H] (word embeddings, or
+        the hidden states entering its first layer) plus [ITEM] -> [N, hidden] float32."""
+        width = embeds.shape[1] + 1
+        embeds = torch.cat([embeds, embeds.new_zeros(len(embeds), 1, embeds.shape[-1])], dim=1)
+        rows = torch.arange(len(embeds), device=embeds.device)
         embeds[rows, lengths] = self.item_token.to(embeds.dtype)  # [ITEM] right after the text
-        positions = torch.arange(width, device=tokens.device)
+        positions = torch.arange(width, device=embeds.device)
         mask = (positions[None, :] <= lengths[:, None]).long()  # [N, width]
-        hidden = backbone(inputs_embeds=embeds.to(self.dtype), attention_mask=mask).last_hidden_state
+        with compute_precision(embeds.device, self.dtype):
+            hidden = backbone(inputs_embeds=embeds.to(self.dtype), attention_mask=mask).last_hidden_state
         hidden = hidden.float()
         if self.pooling == "item_token":
             return hidden[rows, lengths]

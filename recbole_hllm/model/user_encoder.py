@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_hllm.llm.backbone import BackboneSpec, hidden_size, load_backbone, resolve_dtype
+from recbole_hllm.llm.backbone import BackboneSpec, compute_precision, hidden_size, load_backbone, resolve_dtype
 
 
 class UserEncoder(nn.Module):
@@ -29,7 +29,8 @@ class UserEncoder(nn.Module):
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[B, L, H_user]`` embeddings -> ``[B, L, H_user]`` last hidden states (float32)."""
-        out = self.llm(inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask)
+        with compute_precision(inputs_embeds.device, self.dtype):
+            out = self.llm(inputs_embeds=inputs_embeds.to(self.dtype), attention_mask=attention_mask)
         return out.last_hidden_state.float()
 
 
