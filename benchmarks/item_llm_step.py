@@ -9,12 +9,16 @@ batches (seed 2020) and times ``calculate_loss`` + ``backward`` + an optimizer s
 ``--steps`` steps after one untimed warm-up step. It reports seconds per step, the
 unique items the item LLM ran, the setup time (model build, including any lower-layer
 states) and peak RSS, and the ratio of each variant's step time to the first variant's,
-all from one run. Writes ``item-llm-step-<dataset>.{json,md}`` to ``--out-dir``.
+all from one run. ``--baseline-src DIR --baseline-variants lora,full`` also runs those
+variants on the package source in DIR (e.g. a ``git worktree`` of an older commit), in the
+same run, as rows named ``<variant>@<DIR's commit>``; the ratios are then to the first
+baseline row. Writes ``item-llm-step-<dataset>.{json,md}`` to ``--out-dir``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -31,6 +35,11 @@ VARIANTS = {
     "top2-fp32": {"item_llm_tuning": "full", "item_llm_trained_layers": 2},
     "top2-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 2, "item_llm_dtype": "bfloat16"},
     "top1-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 1, "item_llm_dtype": "bfloat16"},
+    # and the user LLM in bf16 compute too (its weights stay float32): the HLLM-trained-items variant
+    "top1-bf16-user-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 1, "item_llm_dtype": "bfloat16",
+                            "user_llm_dtype": "bfloat16"},
+    "top1-bf16-user-bf16-neg256": {"item_llm_tuning": "full", "item_llm_trained_layers": 1,
+                                   "item_llm_dtype": "bfloat16", "user_llm_dtype": "bfloat16", "num_negatives": 256},
 }
 
 
@@ -60,7 +69,7 @@ def run_variant(dataset: str, settings: dict, steps: int, threads: int) -> dict:
     for step in range(steps + 1):
         batch = next(batches)
         encoder = model.item_encoder
-        before = encoder.items_encoded
+        before = getattr(encoder, "items_encoded", 0)  # older sources do not count
         start = time.perf_counter()
         loss = model.calculate_loss(batch)
         loss.backward()
@@ -68,7 +77,7 @@ def run_variant(dataset: str, settings: dict, steps: int, threads: int) -> dict:
         optimizer.zero_grad()
         if step:  # the first step is a warm-up
             times.append(time.perf_counter() - start)
-            items.append(encoder.items_encoded - before)
+            items.append(getattr(encoder, "items_encoded", 0) - before)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"settings": settings, "step_seconds": sorted(times)[len(times) // 2], "steps": steps,
             "items_per_step": sum(items) / len(items), "setup_seconds": round(setup_seconds, 2),
@@ -83,22 +92,33 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", default="results")
+    p.add_argument("--baseline-src", help="an older package source (a git worktree) to run --baseline-variants on")
+    p.add_argument("--baseline-variants", default="lora")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(run_variant(args.dataset, json.loads(args.one), args.steps, args.threads)))
         return 0
+    jobs = []  # (row name, variant, package source folder)
+    if args.baseline_src:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=args.baseline_src).stdout.strip() or Path(args.baseline_src).name
+        jobs += [(f"{name}@{commit}", name, Path(args.baseline_src).resolve())
+                 for name in args.baseline_variants.split(",")]
+    jobs += [(name, name, ROOT) for name in args.variants.split(",")]
     rows = {}
-    for name in args.variants.split(","):
-        out = subprocess.run([sys.executable, "-m", "benchmarks.item_llm_step", "--dataset", args.dataset,
+    for row, name, src in jobs:
+        env = {**os.environ, "PYTHONPATH": str(src)}  # the variant's package source comes first
+        out = subprocess.run([sys.executable, __file__, "--dataset", args.dataset,
                               "--steps", str(args.steps), "--threads", str(args.threads),
-                              "--one", json.dumps(VARIANTS[name])], capture_output=True, text=True, cwd=ROOT)
+                              "--one", json.dumps(VARIANTS[name])], capture_output=True, text=True, cwd=ROOT,
+                             env=env)
         if out.returncode:
-            print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            print(f"{row} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             return 1
-        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{name}: {rows[name]['step_seconds']:.2f} s/step, {rows[name]['items_per_step']:.0f} items/step, "
-              f"setup {rows[name]['setup_seconds']} s, peak {rows[name]['peak_rss_mb']} MB", flush=True)
+        rows[row] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{row}: {rows[row]['step_seconds']:.2f} s/step, {rows[row]['items_per_step']:.0f} items/step, "
+              f"setup {rows[row]['setup_seconds']} s, peak {rows[row]['peak_rss_mb']} MB", flush=True)
     base = next(iter(rows))
     lines = [f"HLLM training step on {args.dataset}, {args.threads} threads, median of {args.steps} steps "
              "(one run, each variant in its own process)\n",

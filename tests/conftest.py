@@ -15,10 +15,62 @@ import pytest
 
 import recbole_hllm  # noqa: F401  (fixes + registration before any RecBole use)
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker, not two threads each
-    import torch
+import torch
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one core per worker, not two threads each
     torch.set_num_threads(1)
+
+# The device every test runs on: RECBOLE_HLLM_TEST_DEVICE=cuda (or `pytest --device cuda`) runs
+# the suite on a GPU; the default is the CPU even where a GPU is visible, so results do not
+# depend on the machine. RECBOLE_HLLM_TEST_PRECISION=auto lets the backbones compute in their
+# device's default precision (bf16 on CUDA); the default float32 keeps exact comparisons
+# exact, and tests marked ``exact_numerics`` are skipped under auto.
+TEST_DEVICE = os.environ.get("RECBOLE_HLLM_TEST_DEVICE", "cpu")
+TEST_PRECISION = os.environ.get("RECBOLE_HLLM_TEST_PRECISION", "float32")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=None, choices=["cpu", "cuda"],
+                     help="run every test on this device (default: RECBOLE_HLLM_TEST_DEVICE, else cpu)")
+
+
+def pytest_configure(config):
+    global TEST_DEVICE
+    TEST_DEVICE = config.getoption("--device") or TEST_DEVICE
+    os.environ["RECBOLE_HLLM_TEST_DEVICE"] = TEST_DEVICE  # xdist workers and subprocesses see the same
+    if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--device cuda / RECBOLE_HLLM_TEST_DEVICE=cuda: no CUDA device is visible")
+    if TEST_DEVICE == "cpu":  # RecBole picks CUDA whenever it is available: hide it from every config
+        torch.cuda.is_available = lambda: False
+    config.addinivalue_line("markers", "exact_numerics: compares numbers exactly (skipped unless float32)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if TEST_PRECISION != "float32":
+        skip = pytest.mark.skip(reason="exact comparison; RECBOLE_HLLM_TEST_PRECISION is not float32")
+        for item in items:
+            if "exact_numerics" in item.keywords:
+                item.add_marker(skip)
+
+
+def console_script(name: str) -> str:
+    """An installed console script, found as a user's shell would: this interpreter's own
+    bin folder first (a venv that is not activated), then PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"console script {name!r} is neither next to {sys.executable} nor on PATH: install the package")
+    return found
+
+
+def device_settings() -> dict:
+    """Config keys that put a model on the test device, in the test precision."""
+    settings = {"use_gpu": TEST_DEVICE == "cuda"}
+    if TEST_PRECISION == "float32":
+        settings.update(item_llm_dtype="float32", user_llm_dtype="float32")
+    return settings
 
 
 def build_model(model_class, config_dict: dict, dataset: str = "tiny"):
@@ -107,6 +159,7 @@ def tiny_config(data_root: Path, **overrides) -> dict:
         "item_embedding_cache": True,
         "seed": 2020,
         "reproducibility": True,
+        **device_settings(),
     }
     config.update(overrides)
     return config
@@ -133,6 +186,7 @@ def tiny_creator_config(data_root: Path, **overrides) -> dict:
         generation_max_new_tokens=6,
         generation_batch_size=8,
         generation_dtype="float32",  # exact: greedy titles are compared with teacher-forced argmaxes
+        **({"creative_llm_dtype": "float32"} if TEST_PRECISION == "float32" else {}),
         match_hidden_size=16,
         user_prefix_hidden_size=16,
         epochs=1,
@@ -158,6 +212,8 @@ def subprocess_env(tmp_path: Path) -> dict:
     env = dict(os.environ)
     env["RECBOLE_HLLM_CACHE"] = str(tmp_path / "cache")
     env.setdefault("OMP_NUM_THREADS", "1")
+    if TEST_DEVICE == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU test's subprocess stays on the CPU too
     return env
 
 

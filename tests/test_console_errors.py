@@ -1,18 +1,15 @@
 """Every console script, run as the installed script: a known user error is one line
 (``prog: error: ...``) and exit status 2, no traceback; ``--debug`` shows the traceback."""
 import subprocess
-import sys
-from pathlib import Path
 
 import yaml
 
-from conftest import subprocess_env, tiny_config
+from conftest import console_script, subprocess_env, tiny_config
 
-BIN = Path(sys.executable).parent
 
 
 def _run(args, tmp_path, timeout=240):
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, cwd=tmp_path,
+    return subprocess.run([console_script(args[0]), *args[1:]], capture_output=True, text=True, cwd=tmp_path,
                           env=subprocess_env(tmp_path), timeout=timeout)
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -17,16 +16,15 @@ from recbole_hllm.construction.builder import paths_for
 from recbole_hllm.llm.openai_chat import OpenAIChatBackend
 from recbole_hllm.llm.openai_server import ChatServer
 
-from conftest import subprocess_env, tiny_creator_config, write_tiny_dataset
+from conftest import console_script, subprocess_env, tiny_creator_config, write_tiny_dataset
 from test_construction import ScriptedBackend
 from test_evaluation import RuleJudge
 from test_openai_chat import ask
 
-BIN = Path(sys.executable).parent
 
 
 def _run(args, tmp_path, env=None):
-    out = subprocess.run([str(BIN / args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=tmp_path,
+    out = subprocess.run([console_script(args[0]), *map(str, args[1:])], capture_output=True, text=True, cwd=tmp_path,
                          env=env or subprocess_env(tmp_path), timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -40,7 +38,7 @@ def test_hllm_serve_script_with_its_options(tiny_chat_model, tmp_path):
     """SIGTERM, not SIGINT: a shell that starts the test run in the background without job
     control makes every child ignore SIGINT (as CI's may)."""
     env = {**subprocess_env(tmp_path), "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen([str(BIN / "hllm-serve"), "--model", str(tiny_chat_model), "--port", "0",
+    server = subprocess.Popen([console_script("hllm-serve"), "--model", str(tiny_chat_model), "--port", "0",
                                "--batch-size", "2", "--batch-wait-ms", "5", "--threads", "1", "--dtype", "float32",
                                "--served-model-name", "tiny-served"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)

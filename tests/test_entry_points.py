@@ -7,7 +7,7 @@ import pytest
 import yaml
 from recbole.quick_start import run_recbole
 
-from conftest import subprocess_env, tiny_config
+from conftest import console_script, subprocess_env, tiny_config
 
 
 def _config_file(tmp_path, data_root, **overrides):
@@ -71,6 +71,4 @@ def test_quick_start_then_load_in_fresh_process(tmp_path, tiny_data):
 
 
 def _script(name):
-    from pathlib import Path
-
-    return str(Path(sys.executable).parent / name)
+    return console_script(name)

@@ -47,6 +47,7 @@ def test_both_mode_gives_a_soft_token_and_a_prefix(tiny_creative_data):
     assert condition.prefix.shape[-2] == 2
 
 
+@pytest.mark.exact_numerics
 @pytest.mark.parametrize("mode", ["prefix", "both", "soft_token"])
 def test_teacher_forced_argmax_equals_greedy_generation(tiny_creative_data, mode):
     """Training and generation see the prefix at the same positions: greedy tokens are
@@ -94,7 +95,8 @@ def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
     model.eval()
     seen = []
     model.creative._base()[0].layers[-1].register_forward_hook(
-        lambda *_: seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))))
+        lambda *_: seen.append((torch.is_autocast_enabled(model.device.type),
+                                torch.get_autocast_dtype(model.device.type))))
     titles, new_tokens = model.generate_from_user_vectors(_user_vecs(model, 3), [1, 2, 3], **model.decoding_settings)
     assert len(titles) == 3 and new_tokens > 0
     assert seen and set(seen) == {(True, torch.bfloat16)}
@@ -104,7 +106,7 @@ def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
     model.creative.target_logits(before, model.user_condition(_user_vecs(model, 1)), after, [[5, 6]])
     assert seen and not any(enabled for enabled, _ in seen)  # the training path: no autocast
     auto, _, _, _ = build(tiny_creative_data, user_injection=mode, generation_dtype="auto")
-    expected = torch.bfloat16 if fast_bf16(torch.device("cpu")) else torch.float32
+    expected = torch.bfloat16 if fast_bf16(auto.device) else torch.float32
     assert auto.creative.generation_dtype == expected
 
 

@@ -68,6 +68,17 @@ class _HiddenStatesIn(nn.Module):
         return inputs_embeds if inputs_embeds is not None else args[1]
 
 
+def keep_bottom_layers(model: nn.Module, n_bottom: int) -> nn.Module:
+    """Cut ``model`` (in place) to its first ``n_bottom`` layers (enough for
+    :func:`layer_inputs` up to layer ``n_bottom - 1``)."""
+    stack = layer_stack(model)
+    del stack[n_bottom:]
+    model.config.num_hidden_layers = n_bottom
+    if isinstance(getattr(model.config, "layer_types", None), list):
+        model.config.layer_types = model.config.layer_types[:n_bottom]
+    return model
+
+
 def keep_top_layers(model: nn.Module, n_top: int) -> nn.Module:
     """Cut ``model`` (in place) to its top ``n_top`` layers; it then reads
     ``inputs_embeds`` as the hidden states entering its first kept layer, with the same
@@ -77,8 +88,14 @@ def keep_top_layers(model: nn.Module, n_top: int) -> nn.Module:
     if not 0 <= first < len(stack):
         raise ValueError(f"cannot keep the top {n_top} of {len(stack)} layers")
     del stack[:first]
+    for module in stack.modules():  # attention layers index a KV cache by their layer number
+        if isinstance(getattr(module, "layer_idx", None), int):
+            module.layer_idx -= first
     config = model.config
     config.num_hidden_layers = n_top
+    config.use_cache = False  # a training encoder: no KV cache
+    if getattr(model, "pooler", None) is not None:  # BERT's [CLS] pooler: item embeddings never read it
+        model.pooler = None
     if isinstance(getattr(config, "layer_types", None), list):
         config.layer_types = config.layer_types[first:]
     if isinstance(getattr(model, "embeddings", None), nn.Module):  # encoder style: embeddings add positions, norm

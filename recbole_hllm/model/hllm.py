@@ -52,10 +52,16 @@ class HLLM(SequentialRecommender):
 
     needs_user_token_embeddings = False
 
+    def on_model(self, *tensors: torch.Tensor):
+        """``tensors`` on the model's device (public methods accept them from any device)."""
+        device = self.item_encoder.device
+        moved = tuple(t.to(device) for t in tensors)
+        return moved[0] if len(moved) == 1 else moved
+
     # -- item side ----------------------------------------------------------------
     def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
         """Item embeddings in the user LLM's space: ``[*ids.shape, H_user]``."""
-        return self.user_encoder.item_to_user(self.item_encoder(item_ids))
+        return self.user_encoder.item_to_user(self.item_encoder(self.on_model(item_ids)))
 
     def item_table(self) -> torch.Tensor:
         """``[n_items, H_user]``: all items; computed once per evaluation pass in eval mode."""
@@ -77,6 +83,7 @@ class HLLM(SequentialRecommender):
 
     def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """``[B, H_user]``: the prediction for the item after each history."""
+        item_seq, item_seq_len = self.on_model(item_seq, item_seq_len)
         states = self.sequence_states(item_seq, self.item_vectors(item_seq))
         return self.gather_indexes(states, item_seq_len - 1)
 
@@ -123,10 +130,11 @@ class HLLM(SequentialRecommender):
         """Scores for (history, candidate) rows; identical histories run the user LLM once,
         so RecBole's sampled evaluation (101 rows per user) costs one pass per user."""
         item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        item_seq, seq_len = self.on_model(item_seq, seq_len)
         keys = torch.cat([item_seq, seq_len[:, None]], dim=1)
         unique_keys, inverse = torch.unique(keys, dim=0, return_inverse=True)
         user_vecs = self.forward(unique_keys[:, :-1], unique_keys[:, -1])[inverse]  # [B, H]
-        item_vecs = self.item_table()[interaction[self.ITEM_ID]]  # [B, H]
+        item_vecs = self.item_table()[self.on_model(interaction[self.ITEM_ID])]  # [B, H]
         return torch.nn.functional.cosine_similarity(user_vecs, item_vecs, dim=-1)
 
 

@@ -143,10 +143,12 @@ class HLLMCreator(HLLM):
 
     def user_embedding(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         """U for each history: ``[B, H_user]``."""
+        item_seq, seq_len = self.on_model(item_seq, seq_len)
         return self.user_states(item_seq, seq_len, self.item_vectors(item_seq))[1]
 
     def match_score(self, user_vecs: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         """Matching logit of users ``[B, H]`` with ads ``[B]`` or ``[B, K]`` (used to prune pairs)."""
+        user_vecs, item_ids = self.on_model(user_vecs, item_ids)
         item_vecs = self.item_vectors(item_ids)
         if item_ids.dim() == 2:
             user_vecs = user_vecs[:, None]
@@ -293,6 +295,7 @@ class HLLMCreator(HLLM):
         (None for the other rows): the batches are the same for any world size, so
         the shards of a multi-process run together equal the one-process output."""
         settings = {**self.generation, **overrides}
+        item_seq, seq_len, item_ids = self.on_model(item_seq, seq_len, item_ids)
         batch_size = settings.pop("batch_size")
         order = self.prompt_length_order(item_ids.tolist())
         titles, new_tokens = [None] * len(order), 0
@@ -318,7 +321,7 @@ class HLLMCreator(HLLM):
                                    **settings) -> tuple[list[str], int]:
         """Titles for (user embedding, ad) pairs; clustered inference passes centroids here."""
         before, after = self._prompt_parts(self.template, items, user_texts)
-        return self.creative.generate(before, self.user_condition(user_vec), after, **settings)
+        return self.creative.generate(before, self.user_condition(self.on_model(user_vec)), after, **settings)
 
     def train(self, mode: bool = True):
         if mode and not self.item_encoder.frozen:

@@ -34,7 +34,7 @@ from recbole_hllm.distributed.context import gather_objects, rank, sum_across_ra
 from recbole_hllm.llm.backbone import (BackboneSpec, apply_tuning, compute_precision, describe_precision,
                                        load_backbone, load_tokenizer, resolve_dtype, store_mixed_precision)
 from recbole_hllm.llm.embedded import cache_root
-from recbole_hllm.llm.layer_split import keep_top_layers, layer_inputs
+from recbole_hllm.llm.layer_split import keep_bottom_layers, keep_top_layers, layer_inputs
 
 
 class _Hidden:
@@ -102,19 +102,18 @@ class ItemEncoder(nn.Module):
         return model
 
     def _load_top_layers(self, keep_states: bool):
-        """The item LLM's top ``trained_layers`` layers, tuned as configured; the frozen
-        layers below either run once here for every item (``keep_states``) or are kept
-        aside and run, without gradients, at every step."""
+        """The item LLM's top ``trained_layers`` layers, tuned as configured. The frozen
+        layers below are kept aside (unregistered: never trained or checkpointed); with
+        ``keep_states`` they run once, on first use, for every item, and are then dropped,
+        else they run without gradients at every step."""
         whole, _ = load_backbone(dataclasses.replace(self.spec, tuning="frozen"), self.device)
         whole.eval()
         total = whole.config.num_hidden_layers
         if self.trained_layers > total:
             raise ValueError(f"item_llm_trained_layers = {self.trained_layers}: the item LLM has {total} layers")
         self.first_trained = total - self.trained_layers
-        if keep_states:
-            self.lower_states = self._lower_states_of_every_item(whole)
-        else:
-            self._lower = _Hidden(copy.deepcopy(whole))
+        self.keep_states = keep_states
+        self._lower = _Hidden(keep_bottom_layers(copy.deepcopy(whole), self.first_trained + 1))
         top = keep_top_layers(whole, self.trained_layers).requires_grad_(True)
         top = store_mixed_precision(apply_tuning(top, self.spec), self.dtype)
         getLogger(__name__).info("item LLM: top %d of %d layers trained over %s lower-layer states; %s",
@@ -123,12 +122,12 @@ class ItemEncoder(nn.Module):
         return top
 
     @torch.no_grad()
-    def _lower_states_of_every_item(self, whole) -> torch.Tensor:
+    def _lower_states_of_every_item(self) -> torch.Tensor:
         """``[n_items, W, hidden]`` (compute dtype): what enters the first trained layer, per text token."""
         n_items, width = self.text_tokens.shape
         states = None
         for ids in torch.arange(n_items, device=self.device).split(self.batch_size):
-            batch = self._lower_states(whole, self.text_tokens[ids], self.text_lengths[ids])
+            batch = self._lower_states(self._lower.module, self.text_tokens[ids], self.text_lengths[ids])
             if states is None:
                 states = torch.zeros(n_items, width, batch.shape[-1], dtype=batch.dtype, device=self.device)
             states[ids] = batch
@@ -215,6 +214,9 @@ class ItemEncoder(nn.Module):
         lengths = self.text_lengths[item_ids]  # [N]
         width = int(lengths.max()) if len(item_ids) else 0
         if self.trained_layers and not self.frozen:
+            if self.keep_states and self.lower_states is None:
+                self.lower_states = self._lower_states_of_every_item()
+                self._lower = None  # never needed again
             if self.lower_states is not None:
                 states = self.lower_states[item_ids, :width]
             else:
