@@ -30,8 +30,12 @@ from torch import nn
 from recbole_hllm.distributed.context import is_distributed, world_size
 
 
-def shard_decoder_layers(llm: nn.Module, device: torch.device) -> int:
-    """Make each decoder layer of ``llm`` (a HF causal LM, possibly peft-wrapped) an FSDP2 unit."""
+def shard_decoder_layers(llm: nn.Module, device: torch.device, compute_dtype: torch.dtype = torch.float32) -> int:
+    """Make each decoder layer of ``llm`` (a HF causal LM, possibly peft-wrapped) an FSDP2 unit.
+
+    With a compute dtype below float32, FSDP's ``MixedPrecisionPolicy`` gathers the layers'
+    weights in that dtype (half the traffic) while the shards, the optimizer's copy,
+    stay float32 and gradients are reduced in float32: bf16-mixed training."""
     if not is_distributed():
         raise ValueError("creative_llm_fsdp: True shards the creative LLM over several processes: start a "
                          "multi-process run (run_recbole --nproc N, N >= 2) or set creative_llm_fsdp: False")
@@ -45,8 +49,13 @@ def shard_decoder_layers(llm: nn.Module, device: torch.device) -> int:
         raise ValueError(f"creative_llm_fsdp: {type(base).__name__} names no decoder-layer classes "
                          "(_no_split_modules), so there is nothing to shard by layer")
     mesh = init_device_mesh(device.type, (world_size(),))
+    policy = {}
+    if compute_dtype != torch.float32:
+        from torch.distributed.fsdp import MixedPrecisionPolicy
+
+        policy["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     for layer in layers:
-        fully_shard(layer, mesh=mesh)
+        fully_shard(layer, mesh=mesh, **policy)
     return len(layers)
 
 

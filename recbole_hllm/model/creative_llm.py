@@ -85,7 +85,7 @@ class CreativeLLM(nn.Module):
             freeze_layers_below(self.llm, self.kv_geometry.layers - self.tuned_layers)
         self.fsdp = bool(config["creative_llm_fsdp"])  # decoder layers sharded over the ranks (distributed/fsdp.py)
         if self.fsdp:
-            shard_decoder_layers(self.llm, device)
+            shard_decoder_layers(self.llm, device, self.dtype)
         self.hidden_size = hidden_size(self.llm)
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
