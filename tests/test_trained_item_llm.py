@@ -125,3 +125,19 @@ def test_chunked_encoding_with_checkpointing_changes_memory_not_results(tiny_dat
         grads.append((loss.detach(), model.item_encoder.item_token.grad.clone()))
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+
+
+def test_hllm_creator_runs_a_trainable_item_llm_once_a_step(tiny_creative_data):
+    """History, next-item targets, sampled negatives, the clicked ad and the matching
+    negatives: one item-LLM pass over their union."""
+    from conftest import tiny_creator_config
+    from recbole_hllm.model.hllm_creator import HLLMCreator
+
+    model, train, _, _ = build_model(HLLMCreator, tiny_creator_config(tiny_creative_data, item_llm_tuning="full"))
+    calls = []
+    original = model.item_encoder._encode_in_chunks
+    model.item_encoder._encode_in_chunks = lambda ids: calls.append(len(ids)) or original(ids)
+    losses = model.calculate_loss(_batch(train, model))
+    sum(losses).backward()
+    assert len(calls) == 1
+    assert model.item_encoder.item_token.grad is not None

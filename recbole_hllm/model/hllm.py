@@ -98,13 +98,18 @@ class HLLM(SequentialRecommender):
             states = self.sequence_states(item_seq, table[item_seq])
             return full_softmax(states[supervised], table, targets[supervised], self.logit_scale())
         negative_ids = self.sample_negatives(item_seq.device)
-        needed = torch.cat([item_seq.flatten(), targets.flatten(), negative_ids])
-        unique_ids, inverse = torch.unique(needed, return_inverse=True)
-        vectors = self.item_vectors(unique_ids)[inverse]  # embeds each unique item once
-        seq_vecs, target_vecs, negative_vecs = vectors.split([item_seq.numel(), targets.numel(), len(negative_ids)])
-        states = self.sequence_states(item_seq, seq_vecs.view(*item_seq.shape, -1))
-        return self.next_item_infonce(states, targets, target_vecs.view(*targets.shape, -1),
-                                      negative_ids, negative_vecs)
+        seq_vecs, target_vecs, negative_vecs = self.item_vectors_once(item_seq, targets, negative_ids)
+        states = self.sequence_states(item_seq, seq_vecs)
+        return self.next_item_infonce(states, targets, target_vecs, negative_ids, negative_vecs)
+
+    def item_vectors_once(self, *id_tensors: torch.Tensor) -> list[torch.Tensor]:
+        """:meth:`item_vectors` of each of ``id_tensors`` (any shapes), with every distinct
+        item embedded once: a trainable item LLM then runs once per step over the union."""
+        flat = torch.cat([ids.flatten() for ids in id_tensors])
+        unique_ids, inverse = torch.unique(flat, return_inverse=True)
+        vectors = self.item_vectors(unique_ids)[inverse]
+        parts = vectors.split([ids.numel() for ids in id_tensors])
+        return [part.view(*ids.shape, -1) for part, ids in zip(parts, id_tensors)]
 
     def sample_negatives(self, device) -> torch.Tensor:
         """``[num_negatives]`` item ids, uniform over real items (0 is padding)."""

@@ -159,13 +159,20 @@ class HLLMCreator(HLLM):
         item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
         creative_rows = interaction[CREATIVE_INDEX]
-        states, user_vec = self.user_states(item_seq, seq_len, self.item_vectors(item_seq))
+        targets = next_item_targets(item_seq, seq_len, pos_items)
+        infonce = self.loss_weights["rec"] and self.loss_type != "full_softmax"
+        rec_negatives = self.sample_negatives(item_seq.device) if infonce else None
+        match_negatives = torch.randint(1, self.n_items, (len(pos_items), self.match_negatives),
+                                        device=item_seq.device) if self.loss_weights["match"] else None
+        seq_vecs, target_vecs, rec_negative_vecs, pos_vecs, match_negative_vecs = self._step_item_vectors(
+            item_seq, targets, rec_negatives, pos_items, match_negatives)
+        states, user_vec = self.user_states(item_seq, seq_len, seq_vecs)
         losses = {}
         if self.loss_weights["rec"]:
-            losses["rec"] = self._rec_loss(item_seq, seq_len, pos_items, states)
+            losses["rec"] = self._rec_loss(targets, rec_negatives, states, target_vecs, rec_negative_vecs)
         if self.loss_weights["match"]:
-            negatives = torch.randint(1, self.n_items, (len(pos_items), self.match_negatives), device=item_seq.device)
-            losses["match"] = matching_loss(self.match_score(user_vec, pos_items), self.match_score(user_vec, negatives))
+            losses["match"] = matching_loss(self.matching_head(user_vec, pos_vecs),
+                                            self.matching_head(user_vec[:, None], match_negative_vecs))
         # Every active loss is computed on every rank at every step, even over no rows:
         # the losses hold collectives in a multi-process run.
         has_creative = creative_rows >= 0
@@ -183,14 +190,23 @@ class HLLMCreator(HLLM):
         zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
         return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
 
-    def _rec_loss(self, item_seq, seq_len, pos_items, states):
-        targets = next_item_targets(item_seq, seq_len, pos_items)
+    def _step_item_vectors(self, *id_tensors) -> list[torch.Tensor | None]:
+        """:meth:`item_vectors` of each id tensor a step needs (None stays None). A
+        trainable item LLM embeds their union once (:meth:`item_vectors_once`); a frozen
+        one is a table lookup, done per tensor as before, so the frozen default's numbers
+        stay bit for bit."""
+        needed = [ids for ids in id_tensors if ids is not None]
+        if self.item_encoder.frozen:
+            found = iter([self.item_vectors(ids) for ids in needed])
+        else:
+            found = iter(self.item_vectors_once(*needed))
+        return [None if ids is None else next(found) for ids in id_tensors]
+
+    def _rec_loss(self, targets, negative_ids, states, target_vecs, negative_vecs):
         if self.loss_type == "full_softmax":
             supervised = targets > 0
             return full_softmax(states[supervised], self.item_table(), targets[supervised], self.logit_scale())
-        negative_ids = self.sample_negatives(item_seq.device)
-        return self.next_item_infonce(states, targets, self.item_vectors(targets), negative_ids,
-                                      self.item_vectors(negative_ids))
+        return self.next_item_infonce(states, targets, target_vecs, negative_ids, negative_vecs)
 
     def _prompt_parts(self, template: PromptTemplate, items: list[int], user_texts: list[str] | None = None):
         """Token ids of each row's prompt before and after the user slot; ``user_texts``
