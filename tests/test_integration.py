@@ -17,9 +17,18 @@ def shared_cache(tmp_path_factory):
 
 
 def test_embedded_defaults_train_and_rank(tiny_data, shared_cache, monkeypatch):
+    """Also: converting SmolLM2 on first use leaves the caller's random numbers where they
+    were (it used to move them, so a first run differed from every later one)."""
+    import torch
+
     monkeypatch.setenv("RECBOLE_HLLM_CACHE", str(shared_cache))
+    cold = not (shared_cache / "models").exists()
+    torch.manual_seed(2020)
     smollm2 = embedded_model_dir("smollm2")
     assert (smollm2 / "model.safetensors").is_file()
+    after_conversion = torch.rand(1)
+    torch.manual_seed(2020)
+    assert cold and torch.equal(after_conversion, torch.rand(1))
     config = tiny_config(
         tiny_data,
         item_llm="minilm", item_llm_config=None, item_llm_tokenizer=None, item_pooling="mean",

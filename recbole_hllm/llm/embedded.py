@@ -67,7 +67,13 @@ def _converted_smollm2() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
-        _convert_gguf(gguf_dir, SMOLLM2_GGUF, staging)
+        import torch
+
+        # Building the plain model initialises weights (then overwritten) from the global
+        # RNG: on its own stream, a first use does not shift the caller's random numbers,
+        # so a cold cache and a warm one give the same run.
+        with torch.random.fork_rng(devices=[]):
+            _convert_gguf(gguf_dir, SMOLLM2_GGUF, staging)
         if target.exists():  # another process finished first
             shutil.rmtree(staging)
         else:
