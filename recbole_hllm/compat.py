@@ -13,6 +13,8 @@ and touches as little as possible:
   whose ``load`` allows pickles (that module only loads checkpoints RecBole itself
   wrote), and ``load_data_and_model`` relaxes the load of the one file it is given,
   for the duration of the call. Every other ``torch.load`` keeps the safe default.
+  Those files are checked first (:mod:`recbole_hllm.checkpoint`): a truncated copy or
+  a file that is no checkpoint is one line, and never unpickled.
 * ray: ``recbole.quick_start`` does ``from ray import tune`` at import, which dies
   without ``pkg_resources``. Ray is only used for hyper-parameter tuning, so when it
   cannot be imported ``recbole.quick_start`` gets a placeholder whose use raises a
@@ -36,12 +38,17 @@ and touches as little as possible:
   and ``Series.agg(len)``, and pandas 2.x prints a FutureWarning for each at every
   dataset load. Both work on the pinned ``pandas<3``; those two messages, from
   RecBole's data modules only, are silenced. Every other warning still shows.
-* undecodable text: RecBole reads atomic files with ``encoding`` (default utf-8) and a
+* broken atomic files: RecBole reads atomic files with ``encoding`` (default utf-8) and a
   byte that does not decode ends in a bare ``UnicodeDecodeError``; it now names the
-  file, line and byte, and the ``encoding`` key that reads such files.
+  file, line and byte, and the ``encoding`` key that reads such files. A header field
+  without ``:type``, a header and no rows, a row with fewer (or more) fields than the
+  header and a float field that holds no number are reported the same way
+  (:mod:`recbole_hllm.data.atomic_files`), where RecBole failed with bare unpack or
+  ``max()`` errors or read the row silently.
 * sequential data without a time field: RecBole sorts every sequential dataset by
   time and fails with ``[timestamp] is not exist in interaction``; the check now
-  comes first and says what to add.
+  comes first and says what to add (or, when the file has the field, that
+  ``load_col`` leaves it out).
 """
 from __future__ import annotations
 
@@ -112,6 +119,10 @@ class _TrustedCheckpointTorch(types.ModuleType):
 
     @staticmethod
     def load(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):  # a file that is not a checkpoint: one clear error
+            from recbole_hllm.checkpoint import load_checkpoint
+
+            return load_checkpoint(os.fspath(f), *args, loader=torch.load, **kwargs)
         kwargs.setdefault("weights_only", False)
         return torch.load(f, *args, **kwargs)
 
@@ -128,8 +139,10 @@ def relax_load_of_given_file(original):
         real_load = torch.load
 
         def load(f, *args, **kwargs):
-            if f == model_file:
-                kwargs.setdefault("weights_only", False)
+            if f == model_file:  # checked first: a file that is not a checkpoint is one clear error
+                from recbole_hllm.checkpoint import load_checkpoint
+
+                return load_checkpoint(f, *args, loader=real_load, **kwargs)
             return real_load(f, *args, **kwargs)
 
         torch.load = load
@@ -336,9 +349,10 @@ def undecodable_position(path: str, encoding: str) -> tuple[int, int, bytes] | N
     return None
 
 
-def explain_undecodable_atomic_files() -> None:
-    """Turn RecBole's bare ``UnicodeDecodeError`` on an atomic file into an error that
-    names the file, the line and the byte (see the module docstring)."""
+def check_atomic_files() -> None:
+    """Check an atomic file's structure before RecBole reads it, and turn RecBole's bare
+    ``UnicodeDecodeError`` and float conversion errors into errors that name the file,
+    the line and the field (see the module docstring and :mod:`recbole_hllm.data.atomic_files`)."""
     from recbole.data.dataset import Dataset
 
     original = Dataset._load_feat
@@ -346,19 +360,43 @@ def explain_undecodable_atomic_files() -> None:
         return
 
     def _load_feat(self, filepath, source):
+        from recbole_hllm.data import atomic_files
+
+        encoding = self.config["encoding"] or "utf-8"
+        separator = self.config["field_separator"]
         try:
+            load_col, unload_col = self._get_load_and_unload_col(source)
+            if load_col != set():  # else RecBole does not read the file
+                atomic_files.check_atomic_file(filepath, separator, encoding, load_col, unload_col)
             return original(self, filepath, source)
         except UnicodeDecodeError as exc:
-            encoding = self.config["encoding"] or "utf-8"
             where = undecodable_position(filepath, encoding)
             place = f"line {where[0]}, column {where[1]}: byte 0x{where[2].hex()}" if where else str(exc)
             raise AtomicFileEncodingError(
                 f"{filepath}: {place} is not valid {encoding} text. Save the file as {encoding}, or set the "
                 "RecBole key `encoding` to the file's encoding (e.g. encoding: latin-1).") from None
+        except UserError:
+            raise
+        except ValueError as exc:
+            explained = atomic_files.explain_value_error(exc, filepath, separator, self.config["seq_separator"],
+                                                         encoding)
+            if explained is None:
+                raise
+            raise atomic_files.AtomicFileError(explained) from None
 
     _load_feat._recbole_hllm = True
     _load_feat.__wrapped__ = original
     Dataset._load_feat = _load_feat
+
+
+def _header_names(path: str, config) -> list[str] | None:
+    """Field names in the header of atomic file ``path`` (None if it cannot be read)."""
+    try:
+        with open(path, encoding=config["encoding"] or "utf-8") as f:
+            header = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [field.partition(":")[0] for field in header.split(config["field_separator"])]
 
 
 def require_time_field_for_sequences() -> None:
@@ -374,10 +412,18 @@ def require_time_field_for_sequences() -> None:
         field = self.time_field
         if field is None or field not in self.inter_feat:
             name = self.config["dataset"]
+            path = os.path.join(self.dataset_path, name + ".inter")
+            if field is not None and field in (_header_names(path, self.config) or ()):
+                load_col = (self.config["load_col"] or {}).get("inter")
+                raise MissingTimeFieldError(
+                    f"{self.config['model']} is a sequential model: it orders each user's interactions by time, "
+                    f"and {path} has the time field {field!r}, but load_col does not load it "
+                    f"(load_col['inter'] = {load_col!r}). Add {field!r} to load_col['inter'], or set "
+                    "load_col: None to load every column.")
             raise MissingTimeFieldError(
                 f"{self.config['model']} is a sequential model: it orders each user's interactions by time, "
                 f"but {name}.inter has no time field {field or '(TIME_FIELD is unset)'!r}. Add a column "
-                f"'{field or 'timestamp'}:float' to {os.path.join(self.dataset_path, name + '.inter')} (any "
+                f"'{field or 'timestamp'}:float' to {path} (any "
                 "increasing number per user will do, e.g. the row order), or set TIME_FIELD to the column "
                 "that holds the order, and make sure load_col loads it.")
         return original(self)
@@ -399,7 +445,7 @@ def apply_all(is_plugin_model) -> dict:
         ("pandas_warnings", None, silence_recbole_pandas_warnings),
         ("time_field", None, require_time_field_for_sequences),
         ("hyperopt", None, seed_hyperopt_exhaustive_search_with_a_generator),
-        ("encoding", None, explain_undecodable_atomic_files),
+        ("atomic_files", None, check_atomic_files),
     ]
     report = {}
     for name, key, fix in fixes:

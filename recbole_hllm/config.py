@@ -3,11 +3,20 @@
 RecBole ``eval()``s command-line values, so ``--item_llm_layers=abc`` reaches us as a
 string: every key below is checked for type and range before any data or model is
 loaded, and the error names the key, the value and what is expected.
+
+RecBole also keeps any key it is given, so a misspelled one (``--user_llm_layerz=3``)
+would train with the default without a word: :func:`warn_misspelled_keys` warns, once
+per key, about a key that neither RecBole nor the plugin knows and that is close to
+one of the plugin's own keys.
 """
 from __future__ import annotations
 
+import difflib
+import functools
 from dataclasses import dataclass
-from typing import Any, Callable
+from logging import getLogger
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from recbole_hllm.errors import UserError
 
@@ -96,3 +105,86 @@ def validate_config(config, rules: dict[str, Rule] = RULES) -> None:
                         "item_llm_tuning = 'frozen': only a trained item LLM has layers to train)")
     if problems:
         raise ConfigValueError("Invalid recbole_hllm config: " + "; ".join(problems))
+
+
+# keys RecBole's code and run_recbole's flags set or read that no RecBole yaml file holds
+RECBOLE_RUNTIME_KEYS = frozenset({
+    "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset", "group_offset",
+    "local_rank", "single_spec", "device", "encoding", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
+    "valid_neg_sample_args", "test_neg_sample_args", "params_file", "output_file", "debug",
+})
+_WARNED_KEYS: set[str] = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _yaml_keys(folder: str) -> frozenset[str]:
+    """Top-level keys of every yaml file under ``folder``."""
+    import yaml
+
+    keys = set()
+    for path in sorted(Path(folder).rglob("*.yaml")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            keys.update(k for k in data if isinstance(k, str))
+    return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=None)
+def recbole_keys() -> frozenset[str]:
+    """Every key RecBole knows: its properties files, its argument lists and :data:`RECBOLE_RUNTIME_KEYS`."""
+    import importlib.util
+
+    from recbole.utils import argument_list
+
+    root = Path(importlib.util.find_spec("recbole").submodule_search_locations[0])
+    lists = (argument_list.general_arguments + argument_list.training_arguments
+             + argument_list.evaluation_arguments + argument_list.dataset_arguments)
+    return _yaml_keys(str(root / "properties")) | frozenset(lists) | RECBOLE_RUNTIME_KEYS
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_keys() -> frozenset[str]:
+    """The plugin's own keys: its model yaml files and the rules in this module and config_creator."""
+    from recbole_hllm.config_creator import CREATOR_RULES
+    from recbole_hllm.registry import BASE_KEY, properties_dir
+
+    return (_yaml_keys(str(properties_dir() / "model")) | frozenset(CREATOR_RULES)) - {BASE_KEY} - recbole_keys()
+
+
+def misspelled_keys(given: Iterable[str], known: Iterable[str], candidates: Iterable[str],
+                    cutoff: float = 0.8) -> list[tuple[str, str]]:
+    """``(key, suggestion)`` for each key of ``given`` that is neither in ``known`` nor in
+    ``candidates`` and is close to a candidate (``difflib.get_close_matches``)."""
+    known, candidates = set(known) | set(candidates), sorted(candidates)
+    found = []
+    for key in given:
+        if key in known:
+            continue
+        match = difflib.get_close_matches(key, candidates, n=1, cutoff=cutoff)
+        if match:
+            found.append((key, match[0]))
+    return found
+
+
+def warn_misspelled_keys(given: Iterable[str], loaded: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """Warn (once per key and process) about the keys of ``given`` (the user's) that look
+    like a misspelled plugin key; ``loaded`` are the keys of the yaml files read for this
+    run (known too). Returns what it warned about."""
+    loaded = set(loaded)
+    given = [k for k in given if k not in loaded and k not in RULES]
+    if not given:  # the usual case: no yaml is read
+        return []
+    plugin = plugin_keys()
+    from recbole_hllm.registry import properties_dir
+
+    known = recbole_keys() | _yaml_keys(str(properties_dir())) | loaded
+    found = [(key, match) for key, match in misspelled_keys(given, known, plugin) if key not in _WARNED_KEYS]
+    for key, match in found:
+        _WARNED_KEYS.add(key)
+        getLogger(__name__).warning("recbole_hllm: config key %r is not a recbole_hllm or RecBole key, so "
+                                    "nothing reads it: did you mean %r?", key, match)
+    return found

@@ -255,7 +255,9 @@ def patch_config_yaml_loading() -> None:
     RecBole reads, in order: overall -> ``model/<Name>.yaml`` -> sample -> ``dataset/<name>.yaml``
     -> per-type presets, then anything the user passes. The plugin's model yaml is
     read right after RecBole's model step and its dataset yaml right after RecBole's
-    dataset step, so users override them exactly as they override RecBole's.
+    dataset step, so users override them exactly as they override RecBole's. For the
+    plugin's models, a user key that no one reads and that looks like a misspelled plugin
+    key gets a warning (:func:`recbole_hllm.config.warn_misspelled_keys`).
     """
     from recbole.config import Config
 
@@ -289,9 +291,14 @@ def patch_config_yaml_loading() -> None:
 
         self._update_internal_config_dict = update_with_plugin_files
         try:
-            return original(self, model, model_class, dataset)
+            result = original(self, model, model_class, dataset)
         finally:
             del self._update_internal_config_dict
+        if model_yaml is not None and self.external_config_dict.get("local_rank", 0) == 0:  # one rank warns
+            from recbole_hllm.config import warn_misspelled_keys
+
+            warn_misspelled_keys(self.external_config_dict, self.internal_config_dict)
+        return result
 
     _load_internal_config_dict._recbole_hllm = True
     Config._load_internal_config_dict = _load_internal_config_dict

@@ -62,8 +62,10 @@ class HLLMTrainer(Trainer):
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and has_sharded_params(self.model):  # whole tensors into the shards, on every rank
-            checkpoint = torch.load(model_file or self.saved_model_file, map_location="cpu", weights_only=False)
-            load_full_state_dict(self.model, checkpoint["state_dict"])  # our own checkpoint (pickled Config)
+            from recbole_hllm.checkpoint import load_checkpoint
+
+            checkpoint = load_checkpoint(model_file or self.saved_model_file, map_location="cpu")  # pickled Config
+            load_full_state_dict(self.model, checkpoint["state_dict"])
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
             load_best_model = False
         return super().evaluate(eval_data, load_best_model, model_file, show_progress)

@@ -20,9 +20,42 @@ class DistributedRunError(RuntimeError):
     """A worker process failed; the message names its rank and holds its traceback."""
 
 
+class ProcessCountError(UserError, ValueError):
+    """A process count that cannot run: none, or more GPU processes than GPUs."""
+
+
+def check_process_count(nproc: int, device_type: str = "cpu", gpu_count: int = 0, gpu_id: str | None = None,
+                        world_size: int = -1, cpu_option: str = "--use_gpu=False") -> None:
+    """Raise :class:`ProcessCountError` when ``nproc`` processes cannot run here.
+
+    ``device_type`` is ``'cuda'`` when each process takes the GPU ``cuda:<local rank>``
+    (``gpu_count`` of them visible), else ``'cpu'``; ``gpu_id`` is RecBole's key, given
+    only where RecBole's NCCL code asserts one id per process; ``world_size`` counts the
+    processes of every node (-1: ``nproc``); ``cpu_option`` is what runs the processes
+    on the CPU instead. A pure function: the entry points pass what they see.
+    """
+    if nproc < 1:
+        raise ProcessCountError(f"--nproc {nproc}: expected 1 or more processes (1 runs in this process, "
+                                "N > 1 starts N worker processes)")
+    if world_size != -1 and world_size < nproc:
+        raise ProcessCountError(f"--world_size {world_size} is less than --nproc {nproc}: world_size counts the "
+                                "processes of every node (at least nproc; -1: nproc)")
+    if device_type != "cuda":
+        return
+    if nproc > gpu_count:
+        visible = f"{gpu_count} GPU is" if gpu_count == 1 else f"{gpu_count} GPUs are"
+        fewer = f"--nproc {gpu_count}" if gpu_count == 1 else f"--nproc {gpu_count} (or fewer)"
+        raise ProcessCountError(f"--nproc {nproc} starts one process per GPU, but {visible} visible: pass {fewer}, "
+                                f"or {cpu_option} to run {nproc} processes on the CPU (gloo)")
+    if gpu_id is not None and len(str(gpu_id).split(",")) < nproc:  # RecBole's assert, as it counts
+        raise ProcessCountError(f"--nproc {nproc} needs one GPU id per process, but gpu_id = {str(gpu_id)!r} names "
+                                f"{len(str(gpu_id).split(','))}: pass --gpu_id={','.join(map(str, range(nproc)))}")
+
+
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True, nproc=1, world_size=-1,
         ip="localhost", port="5678", group_offset=0):
     """RecBole's ``quick_start.run`` (same arguments, same result dict from rank 0)."""
+    check_process_count(nproc, world_size=world_size)  # the GPU count is checked in each worker, with its config
     from recbole.quick_start import run_recbole
 
     if nproc == 1 and world_size <= 0:

@@ -5,10 +5,15 @@ workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixe
 
 * ``Config._init_device`` always starts an NCCL group and calls
   ``torch.cuda.set_device``, and asserts one ``gpu_id`` per process, so ``nproc > 1``
-  dies on a CPU-only machine. When CUDA is absent, or ``dist_backend: gloo`` is set,
-  the group is started with gloo (timeout ``dist_timeout`` seconds) and the device is
-  the CPU (or ``cuda:<local_rank>`` when CUDA is there and gloo was asked for).
-  With CUDA and ``dist_backend: auto`` / ``nccl`` RecBole's own code runs, unchanged.
+  dies on a CPU-only machine. When CUDA is absent, ``use_gpu: False`` or
+  ``dist_backend: gloo`` is set, the group is started with gloo (timeout
+  ``dist_timeout`` seconds) and the device is the CPU (or ``cuda:<local_rank>`` when
+  CUDA is there, ``use_gpu`` is on and gloo was asked for). With CUDA and
+  ``dist_backend: auto`` / ``nccl`` RecBole's own code runs, unchanged. Either way a
+  process count that cannot run (more GPU processes than GPUs, fewer ``gpu_id`` entries
+  than processes for NCCL) fails first, with one line that says what to pass
+  (:func:`~recbole_hllm.distributed.launch.check_process_count`), not with RecBole's
+  bare ``assert`` or CUDA's ``invalid device ordinal``.
 * ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which DDP refuses for a CPU module; on the CPU the
   wrapper is built without ``device_ids`` (and without SyncBatchNorm, CUDA-only).
@@ -27,13 +32,13 @@ import torch
 BACKENDS = ("auto", "gloo", "nccl")
 
 
-def choose_backend(requested: str | None) -> str:
-    """``auto`` -> NCCL when CUDA is available, else gloo."""
+def choose_backend(requested: str | None, use_gpu: bool = True) -> str:
+    """``auto`` -> NCCL when CUDA is available (and ``use_gpu``), else gloo."""
     requested = (requested or "auto").lower()
     if requested not in BACKENDS:
         raise ValueError(f"dist_backend = {requested!r}: expected one of {', '.join(BACKENDS)}")
     if requested == "auto":
-        return "nccl" if torch.cuda.is_available() else "gloo"
+        return "nccl" if use_gpu and torch.cuda.is_available() else "gloo"
     if requested == "nccl" and not torch.cuda.is_available():
         raise ValueError("dist_backend = 'nccl' needs CUDA, and none is available: use 'gloo' (or 'auto')")
     return requested
@@ -42,12 +47,19 @@ def choose_backend(requested: str | None) -> str:
 def gloo_device_init(original):
     def _init_device(self):
         final = self.final_config_dict
-        if "local_rank" not in final or choose_backend(final.get("dist_backend")) == "nccl":
+        if "local_rank" not in final:
             return original(self)
-        local_rank, use_cuda = final["local_rank"], torch.cuda.is_available() and final.get("use_gpu", True)
-        if not isinstance(final["gpu_id"], str):
-            final["gpu_id"] = ",".join(map(str, final["gpu_id"])) if isinstance(final["gpu_id"], tuple) \
-                else str(final["gpu_id"])
+        backend = choose_backend(final.get("dist_backend"), final.get("use_gpu", True))
+        use_cuda = backend == "nccl" or (torch.cuda.is_available() and final.get("use_gpu", True))
+        from recbole_hllm.distributed.launch import check_process_count
+
+        check_process_count(final["nproc"], "cuda" if use_cuda else "cpu",
+                            torch.cuda.device_count() if use_cuda else 0,
+                            gpu_id=_gpu_id_string(final["gpu_id"]) if backend == "nccl" else None)
+        if backend == "nccl":
+            return original(self)
+        local_rank = final["local_rank"]
+        final["gpu_id"] = _gpu_id_string(final["gpu_id"])
         torch.distributed.init_process_group(
             backend="gloo", rank=local_rank + final["offset"], world_size=final["world_size"],
             init_method=f"tcp://{final['ip']}:{final['port']}",
@@ -61,6 +73,11 @@ def gloo_device_init(original):
 
     _init_device._recbole_hllm = True
     return _init_device
+
+
+def _gpu_id_string(gpu_id) -> str:
+    """RecBole's ``gpu_id`` as RecBole's ``_init_device`` writes it: ``(0, 1)`` -> ``'0,1'``."""
+    return ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
 
 
 def cpu_ddp_trainer_init(original):

@@ -27,8 +27,9 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from recbole_hllm.checkpoint import check_checkpoint_file, load_checkpoint
 from recbole_hllm.console import run_console
-from recbole_hllm.errors import UserError, UserFileNotFoundError
+from recbole_hllm.errors import UserError
 from recbole_hllm.inference.pruning import PruneRule
 
 if TYPE_CHECKING:  # torch-heavy: imported where generation starts, so --help and argument errors come at once
@@ -42,8 +43,7 @@ class GenerateError(UserError, ValueError):
 def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     """(config, model in eval mode, test dataset) from a checkpoint, the model on ``device``
     (default: the device it was trained on); RecBole's ``load_data_and_model`` steps."""
-    if not os.path.isfile(checkpoint):
-        raise UserFileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    check_checkpoint_file(checkpoint)  # before the heavy imports: a wrong path fails at once
     import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_model, init_logger, init_seed
@@ -52,7 +52,7 @@ def load_creator(checkpoint: str, device=None, fsdp: bool = False):
     from recbole_hllm.distributed.fsdp import load_full_state_dict
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # RecBole's own format (pickled Config)
+    state = load_checkpoint(checkpoint, map_location="cpu")  # RecBole's own format (pickled Config)
     config = state["config"]
     config["single_spec"], config["local_rank"] = True, 0  # the data are read whole, in every process
     if device is not None:
@@ -203,13 +203,20 @@ def _generate_main(args) -> int:
         show_progress=not args.no_progress)
     if args.clusters < 0:
         raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
-    if args.nproc < 1:
-        raise GenerateError(f"--nproc {args.nproc}: expected 1 or more worker processes")
+    from recbole_hllm.distributed.launch import check_process_count
+
+    check_process_count(args.nproc)
     job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
     if args.fsdp and args.nproc < 2:
         raise GenerateError("--fsdp shards the creative LLM over processes: give --nproc 2 or more")
     if args.nproc > 1:
+        import torch
+
         from recbole_hllm.distributed.launch import DistributedRunError, spawn
+
+        if torch.cuda.is_available():  # each worker takes cuda:<rank> (_generate_worker)
+            check_process_count(args.nproc, "cuda", torch.cuda.device_count(),
+                                cpu_option="CUDA_VISIBLE_DEVICES= (no GPU visible)")
 
         try:
             spawn(_generate_worker, args.nproc, (args.port or _free_port(), args.dist_backend, job, args.fsdp))
