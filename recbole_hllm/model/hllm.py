@@ -60,8 +60,13 @@ class HLLM(SequentialRecommender):
 
     # -- item side ----------------------------------------------------------------
     def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """Item embeddings in the user LLM's space: ``[*ids.shape, H_user]``."""
-        return self.user_encoder.item_to_user(self.item_encoder(self.on_model(item_ids)))
+        """Item embeddings in the user LLM's space: ``[*ids.shape, H_user]``. In eval mode a
+        trainable item LLM is read from the pass's table (:meth:`item_table`) instead of
+        running again on every batch's histories."""
+        item_ids = self.on_model(item_ids)
+        if not self.training and not self.item_encoder.frozen:
+            return self.item_table()[item_ids]
+        return self.user_encoder.item_to_user(self.item_encoder(item_ids))
 
     def item_table(self) -> torch.Tensor:
         """``[n_items, H_user]``: all items; computed once per evaluation pass in eval mode."""
