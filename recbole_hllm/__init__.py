@@ -6,13 +6,19 @@ the plugin's models (:mod:`recbole_hllm.registry`); after that RecBole's own ent
 points (``run_recbole``, ``load_data_and_model``, ``Config``) accept the model names.
 Waiting for RecBole's import keeps ``import recbole_hllm`` light (no torch,
 scikit-learn or RecBole) for the console scripts that never use RecBole
-(:mod:`recbole_hllm.import_hook` says why).
+(:mod:`recbole_hllm.import_hook` says why). RecBole is not a declared dependency (its
+``ray<=2.6.3`` pin has no wheel for Python 3.12+, so pip could not resolve this package
+there): it is installed with ``--no-deps``, and its first import, if it is missing,
+fails with :data:`RECBOLE_MISSING`, which the console scripts print as one line.
 """
 import sys as _sys
 
 from recbole_hllm.import_hook import when_imported as _when_imported
 
 __version__ = "0.1.0"
+RECBOLE_MISSING = ("recbole_hllm needs RecBole 1.2.1, which is not installed: run "
+                   "`pip install --no-deps recbole==1.2.1` (--no-deps: its ray pin has no wheel for Python 3.12+; "
+                   "recbole_hllm already installed RecBole's other dependencies)")
 __all__ = ["HLLM", "HLLMCreator", "__version__"]
 
 
@@ -59,4 +65,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'recbole_hllm' has no attribute {name!r}")
 
 
-_when_imported("recbole", _extend_recbole)
+_when_imported("recbole", _extend_recbole, missing=RECBOLE_MISSING)

@@ -6,7 +6,9 @@ touch RecBole (``hllm-eval``, ``hllm-serve``, ``hllm-build-creatives``) should n
 pay. So the fixes are attached to the import of ``recbole`` itself: whatever imports
 RecBole first, the fixes are in place before any of RecBole's submodules is
 imported, exactly as if they were appended to ``recbole/__init__.py``. If RecBole
-is already imported, they run at once.
+is already imported, they run at once. If it is not installed, that first import
+raises :class:`MissingPackageError` with the given one-line advice instead of Python's
+bare ``No module named``.
 """
 from __future__ import annotations
 
@@ -15,31 +17,43 @@ import importlib.util
 import sys
 from typing import Callable
 
+from recbole_hllm.errors import UserError
 
-def when_imported(package: str, callback: Callable[[], None]) -> None:
+
+class MissingPackageError(UserError, ModuleNotFoundError):
+    """A required package is not installed; the message says how to install it. A
+    ``UserError``, so the console scripts print it as one line."""
+
+
+def when_imported(package: str, callback: Callable[[], None], missing: str | None = None) -> None:
     """Call ``callback()`` once ``package`` is imported: now if it already is, else
-    at the end of its ``__init__`` (its submodules still to come)."""
+    at the end of its ``__init__`` (its submodules still to come). ``missing``: the
+    message of the :class:`MissingPackageError` its import raises if it is not installed."""
     if package in sys.modules:
         callback()
         return
     waiting = next((f for f in sys.meta_path if isinstance(f, _AfterInit) and f.package == package), None)
     if waiting is None:
-        sys.meta_path.insert(0, _AfterInit(package, [callback]))
-    elif callback not in waiting.callbacks:
-        waiting.callbacks.append(callback)
+        sys.meta_path.insert(0, _AfterInit(package, [callback], missing))
+    else:
+        if callback not in waiting.callbacks:
+            waiting.callbacks.append(callback)
+        waiting.missing = waiting.missing or missing
 
 
 class _AfterInit(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it wraps the real loader's ``exec_module`` of one package."""
 
-    def __init__(self, package: str, callbacks: list[Callable[[], None]]):
-        self.package, self.callbacks = package, callbacks
+    def __init__(self, package: str, callbacks: list[Callable[[], None]], missing: str | None = None):
+        self.package, self.callbacks, self.missing = package, callbacks, missing
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != self.package:
             return None
         sys.meta_path.remove(self)  # one shot; the real finders answer from here on
         spec = importlib.util.find_spec(fullname)
+        if spec is None and self.missing:
+            raise MissingPackageError(self.missing, name=fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader, callbacks = spec.loader, self.callbacks

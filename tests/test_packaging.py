@@ -29,7 +29,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(recbole_hllm.__path__, "r
 def _clean_source(tmp_path: Path) -> Path:
     """The source tree without build outputs: setuptools packs whatever an earlier build
     left in build/lib, which would hide a package that setup.py no longer finds."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "results", "saved", "log",
+    ignore = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "results", "saved", "log",
                                     "log_tensorboard", "__pycache__")
     return Path(shutil.copytree(REPO, tmp_path / "src", ignore=ignore))
 
@@ -72,7 +72,7 @@ def test_wheel_install_imports_every_module_and_runs_the_console_script(tmp_path
     out = subprocess.run([env_dir / "bin" / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    site = f"{env_dir}/lib/python3.11/site-packages"
+    site = f"{env_dir}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
     assert f"PROPS {site}/recbole_hllm/properties" in out.stdout
     assert "USER_LLM smollm2" in out.stdout
     assert f"COT {site}/recbole_hllm/properties/construction/cot.yaml" in out.stdout
