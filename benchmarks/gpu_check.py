@@ -50,7 +50,12 @@ def part_suite(args) -> dict:
     if args.tiny:
         cmd += ["-k", "device or trained_item_llm"]
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=args.suite_timeout)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=args.suite_timeout)
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stdout or b"")[-500:]
+        return {"error": f"timed out after {args.suite_timeout} s", "tail": tail.decode(errors="replace")
+                if isinstance(tail, bytes) else tail}
     lines = [line for line in out.stdout.splitlines() if " passed" in line or " failed" in line or "error" in line]
     failed = [line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
     return {"summary": lines[-1] if lines else out.stdout[-500:], "failed": failed[:40], "rc": out.returncode,
@@ -76,14 +81,18 @@ def part_creator(args) -> dict:
     """The default pipeline in a subprocess: phase times from RecBole's log lines."""
     code = ("import json, sys, time, torch; import recbole_hllm; from recbole.quick_start import run_recbole\n"
             "start = time.perf_counter()\n"
-            f"result = run_recbole(model='HLLMCreator', config_dict=json.loads({json.dumps(json.dumps(creator_settings(args)))}))\n"
+            f"result = run_recbole(model='HLLMCreator', dataset='ads-synth', config_dict=json.loads({json.dumps(json.dumps(creator_settings(args)))}))\n"
             "peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None\n"
             "keys = ('rouge-l', 'interest_hit', 'u_gain')\n"
             "print('RESULT ' + json.dumps({'wall_s': round(time.perf_counter() - start, 1), 'peak_gib': peak,"
             " **{k: float(v) for k, v in result['test_result'].items() if k in keys}}))\n")
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=args.work_dir,
-                         timeout=args.creator_timeout)
+    os.makedirs(args.work_dir, exist_ok=True)
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=args.work_dir,
+                             timeout=args.creator_timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.creator_timeout} s"}
     phases = [line.split(" INFO  ", 1)[-1][:140] for line in (out.stdout + out.stderr).splitlines()
               if "training [time:" in line or "generated" in line.lower() and "titles" in line.lower()]
     row = {"rc": out.returncode, "seconds": round(time.perf_counter() - start, 1), "phases": phases}
