@@ -11,8 +11,8 @@ from conftest import run_python, tiny_creator_config
 def test_cold_and_warm_caches_give_the_same_titles(tiny_creative_data, tmp_path):
     titles = []
     for run in ("cold", "warm"):
-        settings = tiny_creator_config(tiny_creative_data, checkpoint_dir=str(tmp_path / run), epochs=2,
-                                       user_warmup_epochs=1, item_embedding_cache=True)
+        settings = tiny_creator_config(tiny_creative_data, checkpoint_dir=str(tmp_path / run),
+                                       item_embedding_cache=True)
         cfg = tmp_path / f"{run}.yaml"
         cfg.write_text(yaml.safe_dump(settings))
         code = ("import json, recbole_hllm\n"
