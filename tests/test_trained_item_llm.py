@@ -35,7 +35,7 @@ def test_gradients_reach_the_trained_layers_and_nothing_below(tiny_data, backbon
     assert encoder.item_token.grad is not None  # [ITEM] enters at the first trained layer
     assert not any(p.requires_grad for p in lower.parameters())
     optimizer.step()
-    assert encoder.lower_states is not None and encoder._lower is None  # kept, then the lower layers dropped
+    assert encoder.lower_states is not None  # kept for every item on first use
     assert all(torch.equal(lower.state_dict()[k], v) for k, v in lower_before.items())
     assert "item_encoder.lower_states" not in model.state_dict()  # never checkpointed
 
@@ -127,13 +127,16 @@ def test_chunked_encoding_with_checkpointing_changes_memory_not_results(tiny_dat
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
 
 
-def test_hllm_creator_runs_a_trainable_item_llm_once_a_step(tiny_creative_data):
+@pytest.mark.parametrize("trained_layers", [None, 1])
+def test_hllm_creator_runs_a_trainable_item_llm_once_a_step(tiny_creative_data, trained_layers):
     """History, next-item targets, sampled negatives, the clicked ad and the matching
-    negatives: one item-LLM pass over their union."""
+    negatives: one item-LLM pass over their union (the profiles of the align loss are
+    other texts: with trained top layers they go through the lower layers first)."""
     from conftest import tiny_creator_config
     from recbole_hllm.model.hllm_creator import HLLMCreator
 
-    model, train, _, _ = build_model(HLLMCreator, tiny_creator_config(tiny_creative_data, item_llm_tuning="full"))
+    model, train, _, _ = build_model(HLLMCreator, tiny_creator_config(
+        tiny_creative_data, item_llm_tuning="full", item_llm_trained_layers=trained_layers))
     calls = []
     original = model.item_encoder._encode_in_chunks
     model.item_encoder._encode_in_chunks = lambda ids: calls.append(len(ids)) or original(ids)

@@ -74,7 +74,7 @@ class ItemEncoder(nn.Module):
         self.trained_layers = config["item_llm_trained_layers"]
         self.checkpointing = bool(config["item_llm_checkpointing"])
         self.register_buffer("lower_states", None, persistent=False)  # [n_items, W, hidden]: into the trained layers
-        self._lower = None  # _Hidden: the frozen lower layers, when their outputs are not kept
+        self._lower = None  # _Hidden: the frozen lower layers below the trained ones (item_llm_trained_layers)
         if self.frozen:
             return
         if self.trained_layers:
@@ -104,8 +104,8 @@ class ItemEncoder(nn.Module):
     def _load_top_layers(self, keep_states: bool):
         """The item LLM's top ``trained_layers`` layers, tuned as configured. The frozen
         layers below are kept aside (unregistered: never trained or checkpointed); with
-        ``keep_states`` they run once, on first use, for every item, and are then dropped,
-        else they run without gradients at every step."""
+        ``keep_states`` they run once, on first use, for every item (and later only for
+        other texts, e.g. user profiles), else without gradients at every step."""
         whole, _ = load_backbone(dataclasses.replace(self.spec, tuning="frozen"), self.device)
         whole.eval()
         total = whole.config.num_hidden_layers
@@ -213,15 +213,10 @@ class ItemEncoder(nn.Module):
         self.items_encoded += len(item_ids)
         lengths = self.text_lengths[item_ids]  # [N]
         width = int(lengths.max()) if len(item_ids) else 0
-        if self.trained_layers and not self.frozen:
-            if self.keep_states and self.lower_states is None:
-                self.lower_states = self._lower_states_of_every_item()
-                self._lower = None  # never needed again
-            if self.lower_states is not None:
-                states = self.lower_states[item_ids, :width]
-            else:
-                states = self._lower_states(self._lower.module, self.text_tokens[item_ids, :width], lengths)
-            return self._encode_embeds(self.llm, states, lengths)
+        if self._lower is not None and self.keep_states and self.lower_states is None:
+            self.lower_states = self._lower_states_of_every_item()
+        if self.lower_states is not None:
+            return self._encode_embeds(self.llm, self.lower_states[item_ids, :width], lengths)
         return self._encode_tokens(self.text_tokens[item_ids, :width], lengths)
 
     def embed_texts(self, texts: list[str], max_len: int | None = None) -> torch.Tensor:
@@ -237,9 +232,14 @@ class ItemEncoder(nn.Module):
         return out
 
     def _encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Item LLM over right-padded ``tokens`` [N, W] with ``lengths`` [N] -> [N, hidden] float32."""
+        """Item LLM over right-padded ``tokens`` [N, W] with ``lengths`` [N] -> [N, hidden] float32:
+        the whole LLM, or (``item_llm_trained_layers``) its frozen lower layers, then the trained top."""
         backbone = self._backbone()
-        return self._encode_embeds(backbone, backbone.get_input_embeddings()(tokens), lengths)
+        if self._lower is not None:
+            inputs = self._lower_states(self._lower.module, tokens, lengths)
+        else:
+            inputs = backbone.get_input_embeddings()(tokens)
+        return self._encode_embeds(backbone, inputs, lengths)
 
     def _encode_embeds(self, backbone, embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``backbone`` over right-padded text inputs ``embeds`` [N, W, H] (word embeddings, or
