@@ -49,6 +49,8 @@ _is_bool = lambda v: isinstance(v, bool)  # noqa: E731
 _is_dict = lambda v: isinstance(v, dict)  # noqa: E731
 _is_str_list = lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) for x in v)  # noqa: E731
 
+BACKENDS = ("auto", "gloo", "nccl")  # dist_backend's values (distributed/recbole_fixes.py reads them here)
+
 RULES: dict[str, Rule] = {
     "text_fields": Rule("a non-empty list of item field names", _is_str_list),
     "item_text_template": Rule("a format string with {field} and/or {value}", _is_str),
@@ -68,7 +70,7 @@ RULES: dict[str, Rule] = {
     "item_lower_cache": Rule("true or false", _is_bool, optional=True),
     "item_llm_checkpointing": Rule("true or false", _is_bool, optional=True),
     "torch_threads": Rule("an int >= 1 or null", _int_at_least(1), optional=True),
-    "dist_backend": Rule("'auto', 'gloo' or 'nccl'", _one_of("auto", "gloo", "nccl"), optional=True),
+    "dist_backend": Rule("'auto', 'gloo' or 'nccl'", _one_of(*BACKENDS), optional=True),
     "dist_timeout": Rule("a number of seconds > 0", _number_at_least(0, strict=True), optional=True),
     "trust_remote_code": Rule("true or false", _is_bool, optional=True),
 }

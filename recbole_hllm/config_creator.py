@@ -1,6 +1,8 @@
 """Config checks for HLLMCreator's own keys (HLLM's keys are checked by config.RULES)."""
 from recbole_hllm.config import RULES, Rule, _int_at_least, _is_bool, _is_dict, _is_str, _number_at_least, _one_of
 
+INJECTION_MODES = ("soft_token", "prefix", "both")  # user_injection's values (model/user_conditioning.py reads them)
+
 _weight = Rule("a number >= 0 (0 switches the loss off)", _number_at_least(0))
 
 CREATOR_RULES = {
@@ -12,7 +14,7 @@ CREATOR_RULES = {
     "creative_user_text": Rule("null or 'profile' (the user's text profile as words at {user})",
                                _one_of("profile"), optional=True),
     "share_soft_token_projector": Rule("true or false", _is_bool, optional=True),
-    "user_injection": Rule("'soft_token', 'prefix' or 'both'", _one_of("soft_token", "prefix", "both")),
+    "user_injection": Rule("'soft_token', 'prefix' or 'both'", _one_of(*INJECTION_MODES)),
     "user_prefix_tokens": Rule("an int >= 1 (virtual tokens of the per-layer user prefix)", _int_at_least(1)),
     "user_prefix_hidden_size": Rule("an int >= 1 (width of the prefix MLP)", _int_at_least(1)),
     "user_prefix_init_std": Rule("a number > 0", _number_at_least(0, strict=True)),

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recbole_hllm.cli import DEFAULT_DATASET  # one table of each model's default dataset
 from recbole_hllm.console import parse_recbole_style, run_console
 from recbole_hllm.errors import UserError
 
-DEFAULT_DATASET = {"HLLM": "ml-100k", "HLLMCreator": "ads-synth"}
 ALGOS = ("exhaustive", "random", "bayes")
 
 

@@ -29,7 +29,7 @@ import datetime
 
 import torch
 
-BACKENDS = ("auto", "gloo", "nccl")
+from recbole_hllm.config import BACKENDS  # one list of dist_backend's values
 
 
 def choose_backend(requested: str | None, use_gpu: bool = True) -> str:

@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hllm.config_creator import INJECTION_MODES  # one list of user_injection's values
 from recbole_hllm.llm.prefix_cache import KVGeometry
 from recbole_hllm.model.heads import SoftTokenProjector
-
-INJECTION_MODES = ("soft_token", "prefix", "both")
 
 
 @dataclass
