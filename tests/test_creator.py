@@ -94,7 +94,7 @@ def test_profile_text_is_written_at_the_user_slot(tiny_creative_data):
     model.creative.loss = lambda before, *a, **kw: seen.append(before) or loss(before, *a, **kw)
     model.calculate_loss(batch)[0].backward()
     decode = model.creative.tokenizer.decode
-    prompts = [decode(ids) for ids in seen[0]]
+    prompts = [decode(ids) for ids in seen[0].tolist()]
     assert len(prompts) == len(rows)
     assert all(p.endswith(model.creative_profiles[r]) for p, r in zip(prompts, rows))
     assert all(p.grad is None for p in model.user_to_creative.parameters())  # words only: U is not read
@@ -129,6 +129,51 @@ def test_soft_token_lands_where_the_template_says(tiny_creative_data):
     prefix = model.template.text.split("{user}")[0]
     assert model.creative.tokenizer.decode(before[0]) == model.creative.tokenizer.decode(
         model.creative.token_ids([prefix])[0])
+
+
+def test_a_training_step_tokenizes_nothing(tiny_creative_data, monkeypatch):
+    """Prompts, titles and profiles are tokenized when the model is built; the step only
+    gathers rows of token tensors (every loss on, reconstruction included). The profiles'
+    embedding table (align loss) is built by the item LLM on first use, before the step here."""
+    from transformers import PreTrainedTokenizerBase
+
+    model, train, _, _ = build(tiny_creative_data, recon_loss_weight=1.0)
+    model._profile_vectors()
+    calls = []
+    original = PreTrainedTokenizerBase.__call__
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__",
+                        lambda tok, *a, **kw: calls.append(a) or original(tok, *a, **kw))
+    losses = model.calculate_loss(_batch_with_creative(train, model.device))
+    assert len(losses) == len(model.active_losses) and "recon" in model.active_losses
+    sum(losses).backward()
+    assert calls == []
+
+
+@pytest.mark.parametrize("left_pad", [False, True])
+def test_rows_assembled_from_token_tensors_match_row_by_row_assembly(tiny_creative_data, left_pad):
+    """The training step's batch (prompt parts, soft token, target) is assembled with tensor
+    ops from token tables; it must equal assembling each row on its own and padding it."""
+    model, _, _, _ = build(tiny_creative_data, user_injection="soft_token")
+    creative = model.creative
+    before = [[5, 6, 7], [8], []]
+    after = [[9, 10], [11, 12, 13, 14], [15]]
+    targets = [[16], [17, 18], [19, 20, 21]]
+    soft = torch.randn(3, creative.hidden_size, device=model.device)
+    embeds, mask, labels = creative._embed_rows(before, soft, after, targets, left_pad=left_pad)
+    embed = creative.llm.get_input_embeddings()
+    width = max(len(b) + 1 + len(a) + len(t) for b, a, t in zip(before, after, targets))
+    assert embeds.shape[:2] == mask.shape == labels.shape == (3, width)
+    for row in range(3):
+        ids = lambda part: torch.tensor(part, dtype=torch.long, device=model.device)  # noqa: E731
+        expected = torch.cat([embed(ids(before[row])), soft[row : row + 1].to(embed.weight.dtype),
+                              embed(ids(after[row] + targets[row]))]).to(embeds.dtype)
+        n = len(expected)
+        span = slice(width - n, width) if left_pad else slice(0, n)
+        assert torch.equal(embeds[row, span], expected)
+        assert not embeds[row][mask[row] == 0].any()  # padding is zeros
+        assert mask[row].sum() == n and mask[row, span].all()
+        assert labels[row, span].tolist() == [-100] * (n - len(targets[row])) + targets[row]
+        assert (labels[row][mask[row] == 0] == -100).all()
 
 
 def test_weighted_title_loss(tiny_creative_data):

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recbole_hllm.data.token_rows import TokenRows, as_token_rows
 from recbole_hllm.distributed.context import global_mean
 from recbole_hllm.distributed.fsdp import shard_decoder_layers
 from recbole_hllm.errors import UserError
@@ -143,34 +144,37 @@ class CreativeLLM(nn.Module):
     def _embed_rows(self, before_ids, soft_tokens, after_ids, target_ids, left_pad: bool, shared_len: int = 0):
         """Assemble ``[B, T, H]`` embeddings, mask and label positions for a batch.
 
-        Row layout: before-tokens, soft token (if any), after-tokens, target tokens.
+        Row layout: before-tokens, soft token (if any), after-tokens, target tokens; the
+        token parts are :class:`TokenRows` (or lists of ids). Built with tensor ops, no
+        per-row loop: each position's token is gathered from the part it falls in.
         ``shared_len``: tokens of a shared prefix that precede these rows (context check).
         """
         embed = self.llm.get_input_embeddings()
         device = embed.weight.device
-        rows, labels = [], []
-        for b in range(len(before_ids)):
-            parts = [embed(torch.tensor(before_ids[b], dtype=torch.long, device=device))]
-            if soft_tokens is not None:
-                parts.append(soft_tokens[b : b + 1].to(parts[0].dtype))
-            parts.append(embed(torch.tensor(after_ids[b] + target_ids[b], dtype=torch.long, device=device)))
-            row = torch.cat(parts)
-            rows.append(row)
-            labels.append([-100] * (len(row) - len(target_ids[b])) + target_ids[b])
-        width = max(len(r) for r in rows)
+        before, after, targets = (as_token_rows(part, device) for part in (before_ids, after_ids, target_ids))
+        has_soft = soft_tokens is not None
+        after_start = before.lengths + int(has_soft)  # [B]
+        target_start = after_start + after.lengths
+        row_len = target_start + targets.lengths
+        width = int(row_len.max()) if len(row_len) else 0
         if self.max_context and width + shared_len > self.max_context:
             raise ValueError(f"creative prompt + target is {width + shared_len} tokens, more than the creative LLM's "
                              f"context ({self.max_context}); shorten creative_prompt or the ad text fields")
-        hidden = rows[0].shape[-1]
-        embeds = rows[0].new_zeros(len(rows), width, hidden)
-        mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
-        label_tensor = torch.full((len(rows), width), -100, dtype=torch.long, device=device)
-        for b, row in enumerate(rows):
-            span = slice(width - len(row), width) if left_pad else slice(0, len(row))
-            embeds[b, span] = row
-            mask[b, span] = 1
-            label_tensor[b, span] = torch.tensor(labels[b], device=device)
-        return embeds.to(self.dtype), mask, label_tensor
+        pad = (width - row_len) if left_pad else torch.zeros_like(row_len)
+        pos = torch.arange(width, device=device)[None] - pad[:, None]  # [B, W] position within the row
+        in_row = (pos >= 0) & (pos < row_len[:, None])
+        ids = torch.where(pos < before.lengths[:, None], _gather_from(before, pos),
+                          torch.where(pos < target_start[:, None], _gather_from(after, pos - after_start[:, None]),
+                                      _gather_from(targets, pos - target_start[:, None])))
+        is_soft = (pos == before.lengths[:, None]) & has_soft
+        is_target = in_row & (pos >= target_start[:, None])
+        ids = torch.where(in_row & ~is_soft, ids, 0)
+        embeds = embed(ids)  # [B, W, H]
+        if has_soft:
+            embeds = torch.where(is_soft[..., None], soft_tokens[:, None].to(embeds.dtype), embeds)
+        embeds = torch.where(in_row[..., None], embeds, embeds.new_zeros(()))
+        labels = torch.where(is_target, ids, -100)
+        return embeds.to(self.dtype), in_row.long(), labels
 
     # -- training -------------------------------------------------------------------
     def loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
@@ -183,7 +187,7 @@ class CreativeLLM(nn.Module):
         a weighted mean. The mean is over every rank's target tokens (one process: this
         batch's), so the multi-process loss is the global batch's. Every rank calls this
         at each step, with no rows where its batch has none."""
-        if not target_ids:
+        if len(target_ids) == 0:
             return global_mean(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
         logits, labels = self.target_logits(before_ids, condition, after_ids, target_ids)
         token_nll = F.cross_entropy(logits, labels, reduction="none")  # row-major, as target_ids
@@ -290,6 +294,13 @@ class CreativeLLM(nn.Module):
         keeps float32; trainable weights are float32 whatever the compute dtype. The
         cache and the prefix stay in the compute dtype."""
         return compute_precision(self.llm.device, self.generation_dtype)
+
+
+def _gather_from(rows: TokenRows, pos: torch.Tensor) -> torch.Tensor:
+    """``rows.ids[b, pos[b, t]]`` where ``pos`` is inside the row's width, else 0: ``[B, W]``."""
+    if rows.ids.shape[1] == 0:
+        return torch.zeros_like(pos)
+    return rows.ids.gather(1, pos.clamp(0, rows.ids.shape[1] - 1))
 
 
 def _soft_tokens(condition: UserCondition | None):

@@ -22,6 +22,7 @@ from recbole_hllm.config import ConfigValueError, validate_config
 from recbole_hllm.config_creator import CREATOR_RULES
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
+from recbole_hllm.data.token_rows import TokenTable
 from recbole_hllm.distributed.context import rank, world_size
 from recbole_hllm.distributed.fsdp import ignore_sharded_in_ddp
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
@@ -83,11 +84,27 @@ class HLLMCreator(HLLM):
         self.ad_texts = {slot: item_field_texts(dataset, slot) for slot in self.template.text_slots}
         title_field = config["creative_title_field"]
         self.original_titles = item_field_texts(dataset, title_field) if title_field in dataset.item_feat else None
+        self._tokenize_creative_rows(creative)
         # [n_creative_rows, H_item] profile embeddings (align loss), computed on first use
         self.register_buffer("_profile_table", None, persistent=False)
         self.to(self.device)  # what was built here on the CPU joins the backbones on the device
         if self.creative.fsdp:  # FSDP owns the sharded layers' gradients, not RecBole's DDP wrapper
             ignore_sharded_in_ddp(self)
+
+    def _tokenize_creative_rows(self, creative) -> None:
+        """Token tables of every creative row's title prompt, title and profile, and of the
+        reconstruction prompt: built once here, so that a training step only gathers rows
+        of tensors (:mod:`recbole_hllm.data.token_rows` says why)."""
+        rows = range(len(creative))
+        before, after = self._prompt_parts(self.template, creative.items, self.user_texts(rows))
+        self.title_before, self.title_after = TokenTable(before), TokenTable(after)
+        self.title_targets = TokenTable(self.creative.target_ids(creative.titles))
+        self.profile_targets = TokenTable(self.creative.target_ids(creative.profiles))
+        recon_before, recon_after = self.profile_template.split()
+        self.recon_before = TokenTable(self.creative.token_ids([recon_before]))  # one row, read by every user
+        self.recon_after = TokenTable(self.creative.token_ids([recon_after]))
+        self.register_buffer("has_profile", torch.tensor([bool(p) for p in creative.profiles], dtype=torch.bool),
+                             persistent=False)  # [n_creative_rows]
 
     def _user_conditioner(self, config, user_size: int, anchor: torch.Tensor | None,
                           token_norm: float) -> UserConditioner:
@@ -176,12 +193,11 @@ class HLLMCreator(HLLM):
         # Every active loss is computed on every rank at every step, even over no rows:
         # the losses hold collectives in a multi-process run.
         has_creative = creative_rows >= 0
-        rows, u = creative_rows[has_creative].tolist(), user_vec[has_creative]
-        items = pos_items[has_creative].tolist()
-        with_profile = [i for i, r in enumerate(rows) if self.creative_profiles[r]]
-        profile_rows = [rows[i] for i in with_profile]
+        rows, u = creative_rows[has_creative], user_vec[has_creative]  # [N], [N, H_user]
+        with_profile = self.has_profile[rows]  # [N]
+        profile_rows = rows[with_profile]
         if self.loss_weights["creative"] and self.creative_training:
-            losses["creative"] = self._creative_loss(rows, items, self._training_signal(u, rows))
+            losses["creative"] = self._creative_loss(rows, self._training_signal(u, rows))
         if self.loss_weights["align"]:
             profile_vecs = self._profile_vectors()[profile_rows]
             losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
@@ -221,7 +237,7 @@ class HLLMCreator(HLLM):
             after.append(a)
         return self.creative.token_ids(before), self.creative.token_ids(after)
 
-    def user_texts(self, creative_rows: list[int]) -> list[str] | None:
+    def user_texts(self, creative_rows) -> list[str] | None:
         """The words each title prompt writes for its user (``creative_user_text``), by
         creative row: the row's text profile; None when the prompt has no user words."""
         if not self.creative_user_text:
@@ -239,7 +255,7 @@ class HLLMCreator(HLLM):
         align loss pulls towards the embedding of the user's text profile."""
         return self.align_proj(user_vec) if self.condition_space == "align" else user_vec
 
-    def _training_signal(self, user_vec: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+    def _training_signal(self, user_vec: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``condition_signal`` as the title and reconstruction losses see it: cut from the
         user side's gradients unless ``creative_loss_trains_user``; with a ``teacher_share``,
         that share of the ``rows`` that have a profile read the profile's embedding
@@ -249,36 +265,33 @@ class HLLMCreator(HLLM):
         signal = self.condition_signal(user_vec)
         if not self.creative_trains_user:
             signal = signal.detach()
-        if not self.teacher_share or not rows:
+        if not self.teacher_share or rows is None or len(rows) == 0:
             return signal
-        has_profile = torch.tensor([bool(self.creative_profiles[r]) for r in rows], device=signal.device)
-        teach = has_profile & (torch.rand(len(rows), device=signal.device) < self.teacher_share)
+        teach = self.has_profile[rows] & (torch.rand(len(rows), device=signal.device) < self.teacher_share)
         if not teach.any():
             return signal
-        profiles = self._profile_vectors()[torch.tensor(rows, device=signal.device)]
+        profiles = self._profile_vectors()[rows]
         return torch.where(teach[:, None], profiles.to(signal.dtype), signal)
 
     def user_condition(self, user_vec: torch.Tensor) -> UserCondition | None:
         """What the title prompt receives for users ``[B, H_user]`` (None in the no-U ablation)."""
         return self.user_to_creative(self.condition_signal(user_vec)) if self.use_user_embedding else None
 
-    def _creative_loss(self, rows, items, signal):
-        """Title loss; ``signal`` is what the U -> creative-LLM map reads (see ``condition_signal``)."""
-        if not rows:
+    def _creative_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        """Title loss of creative ``rows [N]``; ``signal`` is what the U -> creative-LLM map
+        reads (see ``condition_signal``)."""
+        if len(rows) == 0:
             return self.creative.loss([], None, [], [])
-        before, after = self._prompt_parts(self.template, items, self.user_texts(rows))
-        targets = self.creative.target_ids([self.creative_titles[r] for r in rows])
         condition = self.user_to_creative(signal) if self.use_user_embedding else None
-        return self.creative.loss(before, condition, after, targets)
+        return self.creative.loss(self.title_before(rows), condition, self.title_after(rows), self.title_targets(rows))
 
-    def _recon_loss(self, rows, signal):
-        if not rows:
+    def _recon_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+        """Profile-reconstruction loss of creative ``rows [N]`` (rows with a profile)."""
+        if len(rows) == 0:
             return self.creative.loss([], None, [], [])
-        before_text, after_text = self.profile_template.split()
-        before = self.creative.token_ids([before_text] * len(rows))
-        after = self.creative.token_ids([after_text] * len(rows))
-        targets = self.creative.target_ids([self.creative_profiles[r] for r in rows])
-        return self.creative.loss(before, self.user_to_profile(signal), after, targets)
+        prompt_row = torch.zeros_like(rows)  # the one row of the reconstruction prompt, for every user
+        return self.creative.loss(self.recon_before(prompt_row), self.user_to_profile(signal),
+                                  self.recon_after(prompt_row), self.profile_targets(rows))
 
     def _profile_vectors(self) -> torch.Tensor:
         """``[n_creative_rows, H_item]``: the item LLM's embedding of each row's profile
