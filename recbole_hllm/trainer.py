@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
 import os
 import time
@@ -38,6 +37,7 @@ from recbole_hllm.distributed.fsdp import (clip_mixed_grad_norm, full_state_dict
                                           load_full_state_dict)
 from recbole_hllm.evaluation.generation import GENERATION_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
 from recbole_hllm.evaluation.u_gain import sample_rows, shuffled_u_scores
+from recbole_hllm.model.schedule import JointSchedule
 
 # DataStruct entries that hold one row per evaluated user (the rest are dataset-wide)
 PER_USER_EVAL_ENTRIES = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")
@@ -141,6 +141,7 @@ class HLLMCreatorTrainer(HLLMTrainer):
             raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
                              "set generate_on_valid: True (titles are then generated at every validation)")
         self.truth = GroundTruth.load(config["data_path"], config["dataset"])
+        self.schedule = JointSchedule.from_config(config)
         self._fitting = False
         self.last_titles_file = None
 
@@ -182,46 +183,32 @@ class HLLMCreatorTrainer(HLLMTrainer):
             self._fitting = False
 
     def _user_warmup(self, train_data, verbose: bool, show_progress: bool) -> None:
-        """Epochs ``start_epoch .. user_warmup_epochs - 1``: the user side alone (the
-        creative and reconstruction losses are off), then RecBole's loop from there.
+        """The schedule's warm-up epochs (``start_epoch .. user_warmup_epochs - 1``: the user
+        side alone, the creative and reconstruction losses off), then RecBole's loop from there.
 
         Why: while U is still uninformative, the creative LLM learns to write one title
         per ad and then ignores U. These epochs are not validated (or checkpointed), so
         RecBole's best-epoch selection only sees epochs in which the creative LLM trained."""
-        warmup = self.config["user_warmup_epochs"] or 0
+        warmup = self.schedule.warmup_epochs
         if self.start_epoch >= warmup:
             return
-        self.model.creative_training = False
-        try:
-            for epoch_idx in range(self.start_epoch, warmup):
-                start = time.time()
-                loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
-                self.train_loss_dict[epoch_idx] = sum(loss) if isinstance(loss, tuple) else loss
-                if verbose:
-                    self.logger.info(self._generate_train_loss_output(epoch_idx, start, time.time(), loss)
-                                     + " (user-side warm-up: not validated)")
-        finally:
-            self.model.creative_training = True
+        for epoch_idx in range(self.start_epoch, warmup):
+            start = time.time()
+            loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            self.train_loss_dict[epoch_idx] = sum(loss) if isinstance(loss, tuple) else loss
+            if verbose:
+                self.logger.info(self._generate_train_loss_output(epoch_idx, start, time.time(), loss)
+                                 + " (user-side warm-up: not validated)")
         self.start_epoch = warmup
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        """RecBole's epoch; with ``profile_teacher_rate``, the model's ``teacher_share``
-        falls linearly from that rate at the first joint step to 0 after the last."""
-        rate = self.config["profile_teacher_rate"] or 0.0
-        if not rate or not self.model.creative_training or loss_func is not None:
+        """RecBole's epoch, each step given its :class:`StepPlan` from the schedule."""
+        if loss_func is not None:
             return super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
-        warmup = self.config["user_warmup_epochs"] or 0
-        total = (self.epochs - warmup) * len(train_data)
-        step = itertools.count((epoch_idx - warmup) * len(train_data))
-
-        def loss_with_teacher(interaction):
-            self.model.teacher_share = rate * max(0.0, 1.0 - next(step) / total)
-            return self.model.calculate_loss(interaction)
-
-        try:
-            return super()._train_epoch(train_data, epoch_idx, loss_with_teacher, show_progress)
-        finally:
-            self.model.teacher_share = 0.0
+        plans = self.schedule.plans(epoch_idx, len(train_data))
+        return super()._train_epoch(train_data, epoch_idx,
+                                    lambda interaction: self.model.calculate_loss(interaction, next(plans)),
+                                    show_progress)
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         result = super().evaluate(eval_data, load_best_model, model_file, show_progress)

@@ -11,6 +11,7 @@ from recbole_hllm.config import ConfigValueError
 from recbole_hllm.evaluation.u_gain import derangement, sample_rows
 from recbole_hllm.llm.prefix_cache import KVGeometry
 from recbole_hllm.model.hllm_creator import HLLMCreator
+from recbole_hllm.model.schedule import StepPlan
 from recbole_hllm.model.user_conditioning import UserConditioner
 
 from conftest import TINY_LLAMA, build_model, tiny_creator_config
@@ -165,15 +166,17 @@ def test_warmup_epochs_train_the_user_side_only_and_are_never_the_best(tiny_crea
     trainer = HLLMCreatorTrainer(config, model)
     creative_before = {n: p.detach().clone() for n, p in model.creative.named_parameters() if p.requires_grad}
     user_before = model.user_token.detach().clone()
-    validated, trained = [], []
+    validated, trained, plans = [], [], []
     original_valid, original_train = trainer._valid_epoch, trainer._train_epoch
+    calculate = model.calculate_loss
+    model.calculate_loss = lambda batch, plan: plans.append(plan) or calculate(batch, plan)
 
     def train_epoch(data, epoch_idx, **kw):
         loss = original_train(data, epoch_idx, **kw)
         if epoch_idx == 1:  # end of the warm-up
             moved = [n for n, p in model.creative.named_parameters() if p.requires_grad
                      and not torch.equal(p, creative_before[n])]
-            trained.append((moved, torch.equal(model.user_token, user_before), model.creative_training))
+            trained.append((moved, torch.equal(model.user_token, user_before), plans[-1].creative))
         return loss
 
     trainer._train_epoch = train_epoch
@@ -181,7 +184,7 @@ def test_warmup_epochs_train_the_user_side_only_and_are_never_the_best(tiny_crea
     trainer.fit(train, valid, saved=True)
     [(moved, user_unchanged, creative_on)] = trained
     assert moved == [] and not user_unchanged and not creative_on
-    assert len(validated) == 1 and model.creative_training  # only epoch 2 was validated
+    assert len(validated) == 1 and plans[-1].creative  # only epoch 2 was validated
     checkpoint = torch.load(trainer.saved_model_file, weights_only=False)
     assert checkpoint["epoch"] == 2
 
@@ -264,13 +267,11 @@ def test_profile_teacher_replaces_u_by_the_profile_embedding(tiny_creative_data)
     batch = _creative_batch(train, model.device)
     seen = []
     model.user_to_creative.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
-    model.teacher_share = 1.0
-    model.calculate_loss(batch)[0].backward()
+    model.calculate_loss(batch, StepPlan(teacher_share=1.0))[0].backward()
     rows = batch["creative_index"][batch["creative_index"] >= 0].tolist()
     assert torch.equal(seen[-1], model._profile_vectors()[rows])  # every row with a profile reads it
     assert model.user_token.grad is None or model.user_token.grad.abs().sum() == 0  # U is not read
-    model.teacher_share = 0.0
-    model.calculate_loss(batch)[0].backward()
+    model.calculate_loss(batch, StepPlan(teacher_share=0.0))[0].backward()
     assert model.user_token.grad.abs().sum() > 0
     with pytest.raises(ConfigValueError, match="profile_teacher_rate > 0 needs user_condition_space: align"):
         build(tiny_creative_data, profile_teacher_rate=0.5)
@@ -291,14 +292,13 @@ def test_the_trainer_fades_the_teacher_out_over_the_joint_epochs(tiny_creative_d
     model = HLLMCreator(config, train._dataset)
     shares = []
     calculate = model.calculate_loss
-    model.calculate_loss = lambda batch: shares.append((model.creative_training, model.teacher_share)) or calculate(batch)
+    model.calculate_loss = lambda batch, plan: shares.append((plan.creative, plan.teacher_share)) or calculate(batch, plan)
     HLLMCreatorTrainer(config, model).fit(train, valid, saved=False)
     steps = len(train)
     assert [s for on, s in shares[:steps]] == [0.0] * steps and not any(on for on, _ in shares[:steps])
     joint = [s for _, s in shares[steps:]]
     assert len(joint) == 2 * steps and joint[0] == pytest.approx(0.8)
     assert all(a > b for a, b in zip(joint, joint[1:])) and joint[-1] == pytest.approx(0.8 / (2 * steps))
-    assert model.teacher_share == 0.0
 
 
 def _only_creative():

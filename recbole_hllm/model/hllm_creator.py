@@ -29,6 +29,7 @@ from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
 from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
 from recbole_hllm.model.hllm import HLLM, next_item_targets
 from recbole_hllm.model.losses import LogitScale, full_softmax
+from recbole_hllm.model.schedule import JOINT, StepPlan
 from recbole_hllm.model.user_conditioning import UserCondition, UserConditioner
 
 LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
@@ -50,10 +51,8 @@ class HLLMCreator(HLLM):
         if config["user_warmup_epochs"] >= config["epochs"]:
             raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
                                    f"{config['epochs']}: the warm-up epochs never train the creative LLM")
-        self.creative_training = True  # False during the trainer's user-side warm-up epochs
         self.condition_space = config["user_condition_space"]
         self.creative_trains_user = bool(config["creative_loss_trains_user"])
-        self.teacher_share = 0.0  # share of creative rows that read the profile embedding (set by the trainer)
         if config["profile_teacher_rate"] and self.condition_space != "align":
             raise ConfigValueError("profile_teacher_rate > 0 needs user_condition_space: align (the profile "
                                    "embedding stands in for the projection of U in the alignment space)")
@@ -172,7 +171,9 @@ class HLLMCreator(HLLM):
         return self.matching_head(user_vecs, item_vecs)
 
     # -- training -------------------------------------------------------------------
-    def calculate_loss(self, interaction):
+    def calculate_loss(self, interaction, plan: StepPlan = JOINT):
+        """The weighted active losses (``active_losses``) of one batch; ``plan`` says whether
+        the creative side trains and the profile-teacher share (the trainer's schedule)."""
         item_seq, seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
         creative_rows = interaction[CREATIVE_INDEX]
@@ -196,12 +197,12 @@ class HLLMCreator(HLLM):
         rows, u = creative_rows[has_creative], user_vec[has_creative]  # [N], [N, H_user]
         with_profile = self.has_profile[rows]  # [N]
         profile_rows = rows[with_profile]
-        if self.loss_weights["creative"] and self.creative_training:
-            losses["creative"] = self._creative_loss(rows, self._training_signal(u, rows))
+        if self.loss_weights["creative"] and plan.creative:
+            losses["creative"] = self._creative_loss(rows, self._training_signal(u, rows, plan.teacher_share))
         if self.loss_weights["align"]:
             profile_vecs = self._profile_vectors()[profile_rows]
             losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
-        if self.loss_weights["recon"] and self.creative_training:
+        if self.loss_weights["recon"] and plan.creative:
             losses["recon"] = self._recon_loss(profile_rows, self._training_signal(u[with_profile]))
         zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
         return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
@@ -255,7 +256,8 @@ class HLLMCreator(HLLM):
         align loss pulls towards the embedding of the user's text profile."""
         return self.align_proj(user_vec) if self.condition_space == "align" else user_vec
 
-    def _training_signal(self, user_vec: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _training_signal(self, user_vec: torch.Tensor, rows: torch.Tensor | None = None,
+                         teacher_share: float = 0.0) -> torch.Tensor:
         """``condition_signal`` as the title and reconstruction losses see it: cut from the
         user side's gradients unless ``creative_loss_trains_user``; with a ``teacher_share``,
         that share of the ``rows`` that have a profile read the profile's embedding
@@ -265,9 +267,9 @@ class HLLMCreator(HLLM):
         signal = self.condition_signal(user_vec)
         if not self.creative_trains_user:
             signal = signal.detach()
-        if not self.teacher_share or rows is None or len(rows) == 0:
+        if not teacher_share or rows is None or len(rows) == 0:
             return signal
-        teach = self.has_profile[rows] & (torch.rand(len(rows), device=signal.device) < self.teacher_share)
+        teach = self.has_profile[rows] & (torch.rand(len(rows), device=signal.device) < teacher_share)
         if not teach.any():
             return signal
         profiles = self._profile_vectors()[rows]
