@@ -90,8 +90,8 @@ def test_profile_text_is_written_at_the_user_slot(tiny_creative_data):
     batch = _batch_with_creative(train, model.device)
     rows = [r for r in batch[CREATIVE_INDEX].tolist() if r >= 0]
     seen = []
-    loss = model.creative.loss
-    model.creative.loss = lambda before, *a, **kw: seen.append(before) or loss(before, *a, **kw)
+    loss = model.creative.token_loss
+    model.creative.token_loss = lambda before, *a, **kw: seen.append(before) or loss(before, *a, **kw)
     model.calculate_loss(batch)[0].backward()
     decode = model.creative.tokenizer.decode
     prompts = [decode(ids) for ids in seen[0].tolist()]

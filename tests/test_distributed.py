@@ -39,8 +39,7 @@ def _average_grads(params):
 
 def _losses_worker(local_rank, world, port, data_root):
     _join(local_rank, world, port)
-    from recbole_hllm.model.heads import matching_loss, symmetric_infonce
-    from recbole_hllm.model.losses import sampled_infonce
+    from recbole_hllm.model.losses import matching_loss, sampled_infonce, symmetric_infonce
 
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(7, 6, generator=gen)  # 7 rows: the ranks hold 4 and 3
@@ -52,7 +51,7 @@ def _losses_worker(local_rank, world, port, data_root):
     my_negs = slice(0, 4) if local_rank == 0 else slice(4, 8)
     scale = torch.tensor(5.0)
 
-    from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad
+    from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad, global_means
 
     for name in ("infonce", "symmetric", "match"):
         weight.grad = None
@@ -60,11 +59,12 @@ def _losses_worker(local_rank, world, port, data_root):
         if name == "infonce":  # as HLLM.next_item_infonce: every rank's negatives, gathered with gradients
             negs, _ = gather_with_grad(negatives[my_negs] @ weight)
             loss = sampled_infonce(a, b, torch.arange(len(a)), negs, gather_no_grad(neg_ids[my_negs]), scale, 0.99)
-        elif name == "symmetric":
-            loss = symmetric_infonce(a, b, scale)
+        elif name == "symmetric":  # as HLLMCreator's align loss: every rank's rows, gathered with gradients
+            (all_a, offset), (all_b, _) = gather_with_grad(a), gather_with_grad(b)
+            loss = symmetric_infonce(a, b, scale, all_a, all_b, offset)
         else:
             loss = matching_loss(a.sum(-1), b @ weight)
-        loss.backward()
+        global_means([loss])[0].backward()
         _average_grads([weight])
         distributed_grad = weight.grad.clone()
         # one process, the whole batch (collectives bypassed by computing the reference by hand)

@@ -25,7 +25,7 @@ def test_infonce_masks_the_positive_and_near_duplicates():
     negs = torch.cat([pos[:1].clone(), torch.randn(2, 8)])  # negative 0 duplicates positive 0
     pos_ids, neg_ids = torch.tensor([1, 2, 3]), torch.tensor([50, 2, 60])  # negative 1 IS positive 1
     scale = torch.tensor(10.0, requires_grad=True)
-    loss = sampled_infonce(pred, pos, pos_ids, negs, neg_ids, scale, 0.99)
+    loss = sampled_infonce(pred, pos, pos_ids, negs, neg_ids, scale, 0.99).mean()
     loss.backward()
     assert torch.isfinite(scale.grad)
     n = torch.nn.functional.normalize
@@ -41,7 +41,7 @@ def test_infonce_masks_the_positive_and_near_duplicates():
 def test_full_softmax_excludes_padding_item():
     table = torch.randn(5, 4)
     table[0] = table[2]  # padding row identical to the target must not compete
-    loss = full_softmax(table[2:3].clone(), table, torch.tensor([2]), torch.tensor(5.0))
+    loss = full_softmax(table[2:3].clone(), table, torch.tensor([2]), torch.tensor(5.0)).mean()
     logits = torch.nn.functional.normalize(table[2:3], dim=-1) @ torch.nn.functional.normalize(table[1:], dim=-1).T * 5
     assert torch.allclose(loss, -torch.log_softmax(logits[0], 0)[1])
 

@@ -26,19 +26,21 @@ def barrier() -> None:
         dist.barrier()
 
 
-def global_mean(loss_sum: torch.Tensor, count) -> torch.Tensor:
-    """This rank's share of a mean over every rank's items (tokens, positions, rows).
+def global_means(parts: list) -> list[torch.Tensor]:
+    """This rank's share of each loss's mean over every rank's items (one collective for all).
 
-    DDP averages gradients over ranks, so each rank returns ``loss_sum * world / global_count``:
+    ``parts``: :class:`~recbole_hllm.model.losses.LossSum` values (a sum and its count).
+    DDP averages gradients over ranks, so each rank returns ``sum * world / global_count``:
     the average over ranks is then ``sum over all items / global_count``, the loss one
     process would compute on the whole global batch, however unevenly the items fell.
+    Every rank must call this once per step with the same losses, even with no items.
     """
-    count = torch.as_tensor(count, dtype=torch.float32, device=loss_sum.device)
     if not is_distributed():
-        return loss_sum / count.clamp(min=1)
-    total = count.detach().clone()
-    dist.all_reduce(total)
-    return loss_sum * world_size() / total.clamp(min=1)
+        return [part.mean() for part in parts]
+    device = parts[0].total.device
+    counts = torch.stack([torch.as_tensor(p.count, dtype=torch.float32, device=device).detach() for p in parts])
+    dist.all_reduce(counts)
+    return [part.total * world_size() / count.clamp(min=1) for part, count in zip(parts, counts)]
 
 
 def gather_with_grad(rows: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hllm.data.token_rows import TokenRows, as_token_rows
-from recbole_hllm.distributed.context import global_mean
 from recbole_hllm.distributed.fsdp import shard_decoder_layers
 from recbole_hllm.errors import UserError
 from recbole_hllm.llm.backbone import (
@@ -37,6 +36,7 @@ from recbole_hllm.llm.prefix_cache import (
     generation_cache,
     training_cache,
 )
+from recbole_hllm.model.losses import LossSum
 from recbole_hllm.model.user_conditioning import UserCondition
 
 USER_SLOT = "user"
@@ -177,24 +177,31 @@ class CreativeLLM(nn.Module):
         return embeds.to(self.dtype), in_row.long(), labels
 
     # -- training -------------------------------------------------------------------
-    def loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
-             target_weights=None) -> torch.Tensor:
-        """Mean token cross-entropy of ``target_ids`` given the prompt and the user condition.
+    def token_loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
+                   target_weights=None) -> LossSum:
+        """Token cross-entropy of ``target_ids`` given the prompt and the user condition,
+        summed over the target tokens (the caller takes the mean, see :mod:`~recbole_hllm.model.losses`).
 
         ``condition`` carries the soft token (spliced at the user slot) and/or the
         per-layer prefix (a read-only KV cache the real tokens attend to); None: no U.
-        ``target_weights`` (one list per row, one weight per target token) turns it into
-        a weighted mean. The mean is over every rank's target tokens (one process: this
-        batch's), so the multi-process loss is the global batch's. Every rank calls this
-        at each step, with no rows where its batch has none."""
+        ``target_weights`` (one list per row, one weight per target token) weights each
+        token (the count is then the weights' sum). With a sharded (FSDP) creative LLM
+        every rank must run its layers at each step, so a batch with no rows still runs
+        one idle forward."""
         if len(target_ids) == 0:
-            return global_mean(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
+            return LossSum(self._idle_forward() if self.fsdp else torch.zeros((), device=self.llm.device), 0)
         logits, labels = self.target_logits(before_ids, condition, after_ids, target_ids)
         token_nll = F.cross_entropy(logits, labels, reduction="none")  # row-major, as target_ids
         if target_weights is None:
-            return global_mean(token_nll.sum(), len(token_nll))
+            return LossSum(token_nll.sum(), len(token_nll))
         weights = torch.tensor([w for row in target_weights for w in row], device=token_nll.device)
-        return global_mean((token_nll * weights).sum(), weights.sum())
+        return LossSum((token_nll * weights).sum(), weights.sum())
+
+    def loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
+             target_weights=None) -> torch.Tensor:
+        """:meth:`token_loss` as this process's mean (tests, benchmarks; the models reduce
+        over every process in ``calculate_loss``)."""
+        return self.token_loss(before_ids, condition, after_ids, target_ids, target_weights).mean()
 
     def target_logits(self, before_ids, condition: UserCondition | None, after_ids,
                       target_ids) -> tuple[torch.Tensor, torch.Tensor]:

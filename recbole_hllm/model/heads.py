@@ -5,8 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_hllm.distributed.context import gather_with_grad, global_mean
-
 
 class SoftTokenProjector(nn.Module):
     """Maps U ``[..., H_user]`` to one soft token ``[..., H_creative]`` of the creative LLM.
@@ -47,31 +45,3 @@ class MatchingHead(nn.Module):
         u, a = self.user_proj(user_vecs), self.item_proj(item_vecs)
         u, a = torch.broadcast_tensors(u, a)
         return self.mlp(torch.cat([u, a, u * a], dim=-1)).squeeze(-1)
-
-
-def matching_loss(positive_logits: torch.Tensor, negative_logits: torch.Tensor) -> torch.Tensor:
-    """BCE: ``[B]`` clicked-ad logits against ``[B, K]`` sampled-ad logits (mean over all ranks' logits)."""
-    logits = torch.cat([positive_logits[:, None], negative_logits], dim=1)
-    labels = torch.zeros_like(logits)
-    labels[:, 0] = 1
-    return global_mean(F.binary_cross_entropy_with_logits(logits, labels, reduction="sum"), logits.numel())
-
-
-def symmetric_infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """CLIP-style loss: row i of ``a`` [B, H] matches row i of ``b`` [B, H], in-batch negatives.
-
-    In a multi-process run the batch is every rank's rows (gathered with gradients):
-    each rank scores its own rows against all of them, so the loss is the global
-    batch's. With fewer than two rows in all there are no negatives: the loss is 0.
-    Every rank must call this at each step (it holds collectives), even with no rows.
-    """
-    all_a, offset = gather_with_grad(a)
-    all_b, _ = gather_with_grad(b)
-    if len(all_a) < 2:
-        return global_mean((a.sum() + b.sum()) * 0, 0)
-    a_n, b_n = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    labels = torch.arange(offset, offset + len(a), device=a.device)
-    a_to_b = a_n @ F.normalize(all_b, dim=-1).T * scale  # [B, B_all]
-    b_to_a = b_n @ F.normalize(all_a, dim=-1).T * scale
-    loss_sum = (F.cross_entropy(a_to_b, labels, reduction="sum") + F.cross_entropy(b_to_a, labels, reduction="sum")) / 2
-    return global_mean(loss_sum, len(a))

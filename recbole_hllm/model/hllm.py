@@ -18,9 +18,9 @@ from recbole.utils import InputType
 
 from recbole_hllm.config import validate_config
 from recbole_hllm.data.item_text import build_item_texts
-from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad
+from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad, global_means
 from recbole_hllm.model.item_encoder import ItemEncoder
-from recbole_hllm.model.losses import LogitScale, full_softmax, sampled_infonce
+from recbole_hllm.model.losses import LogitScale, LossSum, full_softmax, sampled_infonce
 from recbole_hllm.model.user_encoder import UserEncoder
 
 
@@ -101,11 +101,13 @@ class HLLM(SequentialRecommender):
         if self.loss_type == "full_softmax":
             table = self.item_table()  # [n_items, H]
             states = self.sequence_states(item_seq, table[item_seq])
-            return full_softmax(states[supervised], table, targets[supervised], self.logit_scale())
-        negative_ids = self.sample_negatives(item_seq.device)
-        seq_vecs, target_vecs, negative_vecs = self.item_vectors_once(item_seq, targets, negative_ids)
-        states = self.sequence_states(item_seq, seq_vecs)
-        return self.next_item_infonce(states, targets, target_vecs, negative_ids, negative_vecs)
+            loss = full_softmax(states[supervised], table, targets[supervised], self.logit_scale())
+        else:
+            negative_ids = self.sample_negatives(item_seq.device)
+            seq_vecs, target_vecs, negative_vecs = self.item_vectors_once(item_seq, targets, negative_ids)
+            states = self.sequence_states(item_seq, seq_vecs)
+            loss = self.next_item_infonce(states, targets, target_vecs, negative_ids, negative_vecs)
+        return global_means([loss])[0]  # the mean over every process's positions
 
     def item_vectors_once(self, *id_tensors: torch.Tensor) -> list[torch.Tensor]:
         """:meth:`item_vectors` of each of ``id_tensors`` (any shapes), with every distinct
@@ -120,7 +122,7 @@ class HLLM(SequentialRecommender):
         """``[num_negatives]`` item ids, uniform over real items (0 is padding)."""
         return torch.randint(1, self.n_items, (self.num_negatives,), device=device)
 
-    def next_item_infonce(self, states, targets, target_vecs, negative_ids, negative_vecs) -> torch.Tensor:
+    def next_item_infonce(self, states, targets, target_vecs, negative_ids, negative_vecs) -> LossSum:
         """HLLM's InfoNCE over the supervised positions (``targets > 0``) of ``states`` [B, L, H].
 
         In a multi-process run every rank's sampled negatives are shared (gathered with

@@ -23,12 +23,12 @@ from recbole_hllm.config_creator import CREATOR_RULES
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.data.token_rows import TokenTable
-from recbole_hllm.distributed.context import rank, world_size
+from recbole_hllm.distributed.context import gather_with_grad, global_means, rank, world_size
 from recbole_hllm.distributed.fsdp import ignore_sharded_in_ddp
 from recbole_hllm.model.creative_llm import CreativeLLM, PromptTemplate
-from recbole_hllm.model.heads import MatchingHead, matching_loss, symmetric_infonce
+from recbole_hllm.model.heads import MatchingHead
 from recbole_hllm.model.hllm import HLLM, next_item_targets
-from recbole_hllm.model.losses import LogitScale, full_softmax
+from recbole_hllm.model.losses import LogitScale, LossSum, full_softmax, matching_loss, symmetric_infonce
 from recbole_hllm.model.schedule import JOINT, StepPlan
 from recbole_hllm.model.user_conditioning import UserCondition, UserConditioner
 
@@ -191,8 +191,6 @@ class HLLMCreator(HLLM):
         if self.loss_weights["match"]:
             losses["match"] = matching_loss(self.matching_head(user_vec, pos_vecs),
                                             self.matching_head(user_vec[:, None], match_negative_vecs))
-        # Every active loss is computed on every rank at every step, even over no rows:
-        # the losses hold collectives in a multi-process run.
         has_creative = creative_rows >= 0
         rows, u = creative_rows[has_creative], user_vec[has_creative]  # [N], [N, H_user]
         with_profile = self.has_profile[rows]  # [N]
@@ -201,11 +199,14 @@ class HLLMCreator(HLLM):
             losses["creative"] = self._creative_loss(rows, self._training_signal(u, rows, plan.teacher_share))
         if self.loss_weights["align"]:
             profile_vecs = self._profile_vectors()[profile_rows]
-            losses["align"] = symmetric_infonce(self.align_proj(u[with_profile]), profile_vecs, self.align_scale())
+            losses["align"] = self._align_loss(self.align_proj(u[with_profile]), profile_vecs)
         if self.loss_weights["recon"] and plan.creative:
             losses["recon"] = self._recon_loss(profile_rows, self._training_signal(u[with_profile]))
-        zero = user_vec.sum() * 0  # keeps every configured loss present (RecBole logs a fixed tuple)
-        return tuple(self.loss_weights[n] * losses.get(n, zero) for n in self.active_losses)
+        # Every active loss takes part in the one reduction over processes, with no items where
+        # this step has none (warm-up, no creative rows): each rank then makes the same collective call.
+        zero = LossSum(user_vec.sum() * 0, 0)
+        means = global_means([losses.get(n, zero) for n in self.active_losses])
+        return tuple(self.loss_weights[n] * mean for n, mean in zip(self.active_losses, means))
 
     def _step_item_vectors(self, *id_tensors) -> list[torch.Tensor | None]:
         """:meth:`item_vectors` of each id tensor a step needs (None stays None). A
@@ -219,7 +220,14 @@ class HLLMCreator(HLLM):
             found = iter(self.item_vectors_once(*needed))
         return [None if ids is None else next(found) for ids in id_tensors]
 
-    def _rec_loss(self, targets, negative_ids, states, target_vecs, negative_vecs):
+    def _align_loss(self, projected: torch.Tensor, profile_vecs: torch.Tensor) -> LossSum:
+        """Symmetric InfoNCE of align_proj(U) ``[N, H_item]`` against the profile embeddings, with
+        every process's rows as in-batch negatives (gathered with their gradients)."""
+        all_projected, offset = gather_with_grad(projected)
+        all_profiles, _ = gather_with_grad(profile_vecs)
+        return symmetric_infonce(projected, profile_vecs, self.align_scale(), all_projected, all_profiles, offset)
+
+    def _rec_loss(self, targets, negative_ids, states, target_vecs, negative_vecs) -> LossSum:
         if self.loss_type == "full_softmax":
             supervised = targets > 0
             return full_softmax(states[supervised], self.item_table(), targets[supervised], self.logit_scale())
@@ -279,20 +287,21 @@ class HLLMCreator(HLLM):
         """What the title prompt receives for users ``[B, H_user]`` (None in the no-U ablation)."""
         return self.user_to_creative(self.condition_signal(user_vec)) if self.use_user_embedding else None
 
-    def _creative_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    def _creative_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> LossSum:
         """Title loss of creative ``rows [N]``; ``signal`` is what the U -> creative-LLM map
         reads (see ``condition_signal``)."""
         if len(rows) == 0:
-            return self.creative.loss([], None, [], [])
+            return self.creative.token_loss([], None, [], [])
         condition = self.user_to_creative(signal) if self.use_user_embedding else None
-        return self.creative.loss(self.title_before(rows), condition, self.title_after(rows), self.title_targets(rows))
+        return self.creative.token_loss(self.title_before(rows), condition, self.title_after(rows),
+                                        self.title_targets(rows))
 
-    def _recon_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    def _recon_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> LossSum:
         """Profile-reconstruction loss of creative ``rows [N]`` (rows with a profile)."""
         if len(rows) == 0:
-            return self.creative.loss([], None, [], [])
+            return self.creative.token_loss([], None, [], [])
         prompt_row = torch.zeros_like(rows)  # the one row of the reconstruction prompt, for every user
-        return self.creative.loss(self.recon_before(prompt_row), self.user_to_profile(signal),
+        return self.creative.token_loss(self.recon_before(prompt_row), self.user_to_profile(signal),
                                   self.recon_after(prompt_row), self.profile_targets(rows))
 
     def _profile_vectors(self) -> torch.Tensor:
