@@ -383,3 +383,19 @@ def test_shared_prompt_prefix_gives_the_same_titles(tiny_creative_data):
     model.creative.share_prefix = False
     unshared, _ = model.generate_titles(*args)
     assert calls and shared == unshared
+
+
+def test_user_prompt_words_are_read_between_history_and_user_token(tiny_creative_data):
+    """``user_prompt``: the user LLM keeps its word table (HLLM drops it) and reads the
+    prompt's tokens after the history; U then depends on them."""
+    model, train, _, _ = build(tiny_creative_data, user_prompt="The user next wants")
+    plain, _, _, _ = build(tiny_creative_data)
+    assert len(model.user_prompt_ids) > 0 and len(plain.user_prompt_ids) == 0
+    vocabulary = model.user_encoder.llm.get_input_embeddings().weight
+    assert len(vocabulary) > 1 and len(plain.user_encoder.llm.get_input_embeddings().weight) == 1
+    batch = _batch_with_creative(train, model.device)
+    sum(model.calculate_loss(batch)).backward()
+    seq, seq_len = batch[model.ITEM_SEQ][:2], batch[model.ITEM_SEQ_LEN][:2]
+    with_words = model.user_embedding(seq, seq_len)
+    model.user_prompt_ids = model.user_prompt_ids[:0]
+    assert not torch.allclose(with_words, model.user_embedding(seq, seq_len))

@@ -40,7 +40,7 @@ class HLLM(SequentialRecommender):
                                       config["missing_text"])
         self.item_encoder = ItemEncoder(config, item_texts, self.device)
         self.user_encoder = UserEncoder(config, self.item_encoder.hidden_size, self.device,
-                                        keep_token_embeddings=self.needs_user_token_embeddings)
+                                        keep_token_embeddings=self.reads_user_llm_words(config))
         self.logit_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
         if self.loss_type == "full_softmax" and not self.item_encoder.frozen:
             raise ValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
@@ -50,7 +50,12 @@ class HLLM(SequentialRecommender):
         getLogger(__name__).info("HLLM: %d items with text, e.g. %r", len(item_texts) - 1,
                                  item_texts[1] if len(item_texts) > 1 else "")
 
-    needs_user_token_embeddings = False
+    @classmethod
+    def reads_user_llm_words(cls, config) -> bool:
+        """Whether the user LLM reads word tokens besides item embeddings (then it keeps its
+        vocabulary table, which HLLM drops). A function of the config, so a subclass answers
+        it before any of its own attributes exist."""
+        return False
 
     def on_model(self, *tensors: torch.Tensor):
         """``tensors`` on the model's device (public methods accept them from any device)."""

@@ -38,8 +38,8 @@ LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 class HLLMCreator(HLLM):
     def __init__(self, config, dataset):
         validate_config(config, CREATOR_RULES)
-        self.user_prompt_text = config["user_prompt"] or ""
         super().__init__(config, dataset)
+        self.user_prompt_text = config["user_prompt"] or ""
         self.loss_weights = {name: float(config[f"{name}_loss_weight"]) for name in LOSS_NAMES}
         self.use_user_embedding = bool(config["use_user_embedding"])
         # "profile": the user's text profile is also written as words at the prompt's {user}
@@ -126,9 +126,10 @@ class HLLMCreator(HLLM):
         """Names of the losses ``calculate_loss`` returns, in order."""
         return [n for n in LOSS_NAMES if self.loss_weights[n]]
 
-    @property
-    def needs_user_token_embeddings(self) -> bool:
-        return bool(self.user_prompt_text)
+    @classmethod
+    def reads_user_llm_words(cls, config) -> bool:
+        """The ``user_prompt`` tokens between the history and [USER] are words."""
+        return bool(config["user_prompt"])
 
     def _user_prompt_ids(self) -> torch.Tensor:
         if not self.user_prompt_text:
