@@ -22,6 +22,33 @@ def test_ground_truth_and_keyword_matching(truth):
     assert truth.facets_in("Bluetooth tea") == {"tech"}
 
 
+def test_symbol_keywords_match_next_to_digits(tmp_path):
+    """``$`` and ``% off`` (ads-synth's price keywords) have no word boundary on a symbol
+    side: "under $50" and "30% off" are price titles, as the data generator counts them.
+    (The metric's old rule asked for a boundary everywhere and missed them.)"""
+    (tmp_path / "d.truth").write_text("user_id:token\titem_id:token\tfacet:token\n")
+    (tmp_path / "d.sellingpoint").write_text("item_id:token\tfacet:token\tphrase:token_seq\n")
+    (tmp_path / "d.facet").write_text("facet:token\tkeyword:token_seq\nprice\t$\nprice\t% off\neco\teco\n")
+    truth = GroundTruth.load(str(tmp_path), "d")
+    assert truth.facets_in("Shoes, under $50") == {"price"}
+    assert truth.facets_in("30% off today") == {"price"}
+    assert truth.facets_in("economy class") == set()  # a letter side still needs its boundary
+
+
+def test_every_shipped_reference_title_hits_its_facet():
+    """The shipped ads-synth titles are written to name their user's facet: the metric
+    must find it in every one (the old rule found 95.9%)."""
+    import csv
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "dataset" / "ads-synth"
+    truth = GroundTruth.load(str(folder), "ads-synth")
+    with open(folder / "ads-synth.creative", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    missed = [(u, i, title) for u, i, title, *_ in rows if truth.pair_facet[(u, i)] not in truth.facets_in(title)]
+    assert len(rows) == 4000 and missed == []
+
+
 def test_interest_hit_off_facet_and_rouge(truth):
     records = [
         TitleRecord("u1", "a1", generated="Leaf Tea: 0 sugar", reference="Leaf Tea: 0 sugar"),

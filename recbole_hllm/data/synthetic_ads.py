@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+
+from recbole_hllm.data.keywords import groups_in_text
 
 FACETS = ("health", "price", "productivity", "fitness", "family",
           "eco", "premium", "convenience", "style", "tech")
@@ -287,19 +287,9 @@ class SyntheticAds:
 
 # ---------------------------------------------------------------- keyword matching
 
-@lru_cache(maxsize=None)
-def _keyword_pattern(keyword: str) -> re.Pattern:
-    """Match ``keyword`` as a whole word: a side that is a letter/digit needs a boundary."""
-    left = r"(?<![a-z0-9])" if keyword[0].isalnum() else ""
-    right = r"(?![a-z0-9])" if keyword[-1].isalnum() else ""
-    return re.compile(left + re.escape(keyword) + right)
-
-
 def facets_in_text(text: str) -> set[str]:
     """The facets whose keywords occur in ``text`` (case-insensitive, whole words)."""
-    lowered = text.lower()
-    return {facet for facet in FACETS
-            if any(_keyword_pattern(k).search(lowered) for k in FACET_KEYWORDS[facet])}
+    return groups_in_text(text, FACET_KEYWORDS)
 
 
 # ---------------------------------------------------------------- ads

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable
 
+from recbole_hllm.data.keywords import groups_in_text
 from recbole_hllm.evaluation import diversity, factuality, overlap, personalisation
 
 
@@ -65,13 +64,7 @@ class GroundTruth:
 
     def facets_in(self, text: str) -> set[str]:
         """Facets whose keywords occur in ``text`` (case-insensitive, whole words)."""
-        lowered = text.lower()
-        return {f for f, words in self.facet_keywords.items() if any(_keyword_re(w).search(lowered) for w in words)}
-
-
-@lru_cache(maxsize=None)
-def _keyword_re(keyword: str):
-    return re.compile(r"(?<![\w$])" + re.escape(keyword) + r"(?![\w])")
+        return groups_in_text(text, self.facet_keywords)
 
 
 def _read_atomic(path: str) -> list[dict]:
