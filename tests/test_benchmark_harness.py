@@ -166,3 +166,18 @@ def test_the_table_lists_unfinished_runs_with_their_progress(tmp_path):
     table = (tmp_path / "out" / "recsys-tiny.md").read_text()
     assert "Not finished yet (a rerun resumes each from its last epoch):\n* FPMC seed 1: 2 epochs, best validation" \
         in table, table
+
+
+def test_trained_item_variant_computes_in_bf16_only_where_it_is_native(monkeypatch):
+    """bf16 is emulated on a CPU without AVX512-BF16/AMX (an ml-100k step: >60 s against 1.84 s
+    in float32), so the variant falls back to float32 there, and keeps its run state apart."""
+    from recbole_hllm.llm import backbone
+
+    keys = {}
+    for native, dtype in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(backbone, "fast_bf16", lambda device, native=native: native)
+        model, settings = recsys.variant_settings("HLLM-trained-items")
+        assert (model, settings["item_llm_dtype"], settings["item_llm_trained_layers"]) == ("HLLM", dtype, 1)
+        keys[dtype] = recsys.run_key("HLLM-trained-items", 2, {"epochs": 100})
+    assert keys["bfloat16"] != keys["float32"]
+    assert recsys.variant_settings("HLLM-user4") == recsys.VARIANTS["HLLM-user4"]
