@@ -35,6 +35,7 @@ VARIANTS = {
     "top2-fp32": {"item_llm_tuning": "full", "item_llm_trained_layers": 2},
     "top2-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 2, "item_llm_dtype": "bfloat16"},
     "top1-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 1, "item_llm_dtype": "bfloat16"},
+    "top1-fp32": {"item_llm_tuning": "full", "item_llm_trained_layers": 1},  # HLLM-trained-items where bf16 is emulated
     # and the user LLM in bf16 compute too (its weights stay float32): the HLLM-trained-items variant
     "top1-bf16-user-bf16": {"item_llm_tuning": "full", "item_llm_trained_layers": 1, "item_llm_dtype": "bfloat16",
                             "user_llm_dtype": "bfloat16"},

@@ -70,9 +70,10 @@ VARIANTS = {
 
 def variant_settings(name: str) -> tuple[str, dict]:
     """The RecBole model and settings of ``name`` on this machine. ``bfloat16 where native``
-    becomes float32 on a CPU without AVX512-BF16 or AMX: bf16 is emulated there, and an
-    HLLM-trained-items step on ml-100k took over 60 s in bf16 against 1.84 s in float32
-    (AMD EPYC, AVX2 only, 2 threads). The row records the dtype it ran with."""
+    becomes float32 on a CPU without AVX512-BF16 or AMX: bf16 is emulated there: an
+    HLLM-trained-items step on ml-100k took 42.95 s in bf16 against 1.86 s in float32 (AMD
+    EPYC, AVX2 only, 2 threads; results/item-llm-step-ml-100k-avx2.md). The row records
+    the dtype it ran with."""
     model_name, variant = VARIANTS.get(name, (name, {}))
     if variant.get("item_llm_dtype") == NATIVE_BF16:
         import torch
