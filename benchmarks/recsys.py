@@ -10,7 +10,7 @@ memory is that run's) with the identical split and protocol: the dataset's yaml
 after ``--stopping-step`` validations without gain (patience) and a cap of
 ``--epochs``. A run stopped by its patience is reported ``converged``, one that hit the
 cap ``capped``. CE-loss models get no training negatives and BPR ones RecBole's one
-sampled negative (:mod:`recbole_hllm.compat`'s default for an unset
+sampled negative (:mod:`recbole_hllm.integration.compat`'s default for an unset
 ``train_neg_sample_args``).
 
 Each best checkpoint is tested three ways, with no retraining: full-sort ranking

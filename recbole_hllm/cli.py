@@ -5,7 +5,7 @@ Same flags as RecBole's script (--model, --dataset, --config_files, --nproc, --i
 which RecBole's ``Config`` reads from ``sys.argv``. RecBole's built-in models work
 through it unchanged. With ``--nproc N`` (and ``--world_size``/``--ip``/``--port``/
 ``--group_offset`` across nodes) RecBole's distributed engine runs N workers, over gloo
-on CPUs and NCCL on GPUs (``dist_backend``); see :mod:`recbole_hllm.distributed`.
+on CPUs and NCCL on GPUs (``dist_backend``); see :mod:`recbole_hllm.integration.distributed_fixes`.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     import recbole_hllm  # noqa: F401  (compatibility fixes + registration)
-    from recbole_hllm.distributed.launch import DistributedRunError, run
+    from recbole_hllm.integration.launch import DistributedRunError, run
 
     dataset = args.dataset or DEFAULT_DATASET.get(args.model, "ml-100k")
     config_files = args.config_files.strip().split(" ") if args.config_files else None

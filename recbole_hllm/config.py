@@ -20,6 +20,29 @@ from typing import Any, Callable, Iterable
 
 from recbole_hllm.errors import UserError
 
+BASE_KEY = "_base_"  # a model yaml's key naming the yaml it extends (HLLMCreator.yaml extends HLLM.yaml)
+
+
+def properties_dir() -> Path:
+    """The plugin's ``properties/`` folder (yaml defaults), from a wheel install or a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "properties", here.parent / "properties"):
+        if (candidate / "model").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_hllm's properties/ folder was found neither in {here / 'properties'} "
+        f"nor in {here.parent / 'properties'}; the installation is incomplete."
+    )
+
+
+def shipped_datasets_dir() -> Path | None:
+    """The repository's ``dataset/`` folder (installed as ``recbole_hllm/datasets``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "datasets", here.parent / "dataset"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -49,7 +72,7 @@ _is_bool = lambda v: isinstance(v, bool)  # noqa: E731
 _is_dict = lambda v: isinstance(v, dict)  # noqa: E731
 _is_str_list = lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) for x in v)  # noqa: E731
 
-BACKENDS = ("auto", "gloo", "nccl")  # dist_backend's values (distributed/recbole_fixes.py reads them here)
+BACKENDS = ("auto", "gloo", "nccl")  # dist_backend's values (integration/distributed_fixes.py reads them here)
 
 RULES: dict[str, Rule] = {
     "text_fields": Rule("a non-empty list of item field names", _is_str_list),
@@ -152,7 +175,6 @@ def recbole_keys() -> frozenset[str]:
 def plugin_keys() -> frozenset[str]:
     """The plugin's own keys: its model yaml files and the rules in this module and config_creator."""
     from recbole_hllm.config_creator import CREATOR_RULES
-    from recbole_hllm.registry import BASE_KEY, properties_dir
 
     return (_yaml_keys(str(properties_dir() / "model")) | frozenset(CREATOR_RULES)) - {BASE_KEY} - recbole_keys()
 
@@ -181,8 +203,6 @@ def warn_misspelled_keys(given: Iterable[str], loaded: Iterable[str] = ()) -> li
     if not given:  # the usual case: no yaml is read
         return []
     plugin = plugin_keys()
-    from recbole_hllm.registry import properties_dir
-
     known = recbole_keys() | _yaml_keys(str(properties_dir())) | loaded
     found = [(key, match) for key, match in misspelled_keys(given, known, plugin) if key not in _WARNED_KEYS]
     for key, match in found:

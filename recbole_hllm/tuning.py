@@ -12,7 +12,7 @@ their results are printed and written to ``--output_file``.
 
 ``--tool hyperopt`` (default) needs only hyperopt (``pip install recbole_hllm[tune]``);
 ray is used only with ``--tool ray``. The RecBole fixes this relies on live in
-:mod:`recbole_hllm.compat` (hyperopt's exhaustive search on numpy 2; RecBole's
+:mod:`recbole_hllm.integration.compat` (hyperopt's exhaustive search on numpy 2; RecBole's
 objective reporting to ray when ray is absent).
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 
 from recbole_hllm.checkpoint import CheckpointError, check_checkpoint_file, load_checkpoint
 from recbole_hllm.data.atomic_files import AtomicFileError
-from recbole_hllm.distributed.launch import ProcessCountError, check_process_count
+from recbole_hllm.integration.launch import ProcessCountError, check_process_count
 
 from conftest import console_script, subprocess_env, tiny_config, tiny_creator_config, write_tiny_dataset
 
@@ -98,7 +98,7 @@ def test_run_recbole_broken_atomic_file_is_one_line(tmp_path, model, flags):
 
 
 def test_time_field_left_out_by_load_col_says_so(tiny_data):
-    from recbole_hllm.compat import MissingTimeFieldError
+    from recbole_hllm.integration.compat import MissingTimeFieldError
 
     with pytest.raises(MissingTimeFieldError, match=r"tiny\.inter has the time field 'timestamp', but load_col does "
                                                     r"not load it \(load_col\['inter'\] = \['user_id', 'item_id'\]\)"):
@@ -217,7 +217,7 @@ def test_run_recbole_worker_checks_gpus_before_recbole_asserts(tiny_data, monkey
 
 
 def test_use_gpu_false_picks_gloo_on_a_gpu_machine(monkeypatch):
-    from recbole_hllm.distributed.recbole_fixes import choose_backend
+    from recbole_hllm.integration.distributed_fixes import choose_backend
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_backend("auto") == "nccl" and choose_backend("auto", use_gpu=False) == "gloo"

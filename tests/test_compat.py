@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_hllm import compat
+from recbole_hllm.integration import compat
 
 from conftest import run_python as _python
 
@@ -92,7 +92,7 @@ def test_flops_skipped_for_plugin_models_only():
     import recbole.quick_start.quick_start as qs
     import recbole.utils
 
-    from recbole_hllm.registry import REGISTRY, is_plugin_model
+    from recbole_hllm.integration.registry import REGISTRY, is_plugin_model
 
     assert qs.get_flops.__wrapped__ is recbole.utils.get_flops  # installed where run_recbole looks
     calls = []

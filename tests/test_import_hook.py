@@ -1,7 +1,7 @@
 """``import recbole_hllm`` is light; RecBole gets its fixes and models when it is imported."""
 import sys
 
-from recbole_hllm.import_hook import when_imported
+from recbole_hllm.integration.import_hook import when_imported
 
 from conftest import run_python as _python
 

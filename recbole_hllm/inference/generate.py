@@ -203,7 +203,7 @@ def _generate_main(args) -> int:
         show_progress=not args.no_progress)
     if args.clusters < 0:
         raise GenerateError(f"--clusters {args.clusters}: expected 0 (per user) or a positive number")
-    from recbole_hllm.distributed.launch import check_process_count
+    from recbole_hllm.integration.launch import check_process_count
 
     check_process_count(args.nproc)
     job = (args.checkpoint, split(args.users), split(args.items), args.out, settings)
@@ -212,7 +212,7 @@ def _generate_main(args) -> int:
     if args.nproc > 1:
         import torch
 
-        from recbole_hllm.distributed.launch import DistributedRunError, spawn
+        from recbole_hllm.integration.launch import DistributedRunError, spawn
 
         if torch.cuda.is_available():  # each worker takes cuda:<rank> (_generate_worker)
             check_process_count(args.nproc, "cuda", torch.cuda.device_count(),
@@ -239,8 +239,8 @@ def _generate_worker(local_rank: int, nproc: int, port: int, backend: str, job: 
     import torch
     import torch.distributed as dist
 
-    from recbole_hllm.distributed.launch import share_cpu_threads
-    from recbole_hllm.distributed.recbole_fixes import choose_backend
+    from recbole_hllm.integration.distributed_fixes import choose_backend
+    from recbole_hllm.integration.launch import share_cpu_threads
 
     backend = choose_backend(backend)
     use_cuda = torch.cuda.is_available()

@@ -21,6 +21,7 @@ from importlib import metadata
 from logging import getLogger
 from pathlib import Path
 
+from recbole_hllm.config import BASE_KEY, shipped_datasets_dir, warn_misspelled_keys
 from recbole_hllm.errors import UserError
 
 ENTRY_POINT_GROUP = "recbole_hllm.models"
@@ -52,7 +53,7 @@ def register_later(registration) -> None:
     """Queue ``registration()`` (a callable that calls :func:`register_model`).
 
     The plugin's models import RecBole, and RecBole's first import is what registers
-    them (``recbole_hllm/__init__.py``): when that first import comes from inside one
+    them (:func:`recbole_hllm.integration.install`): when that first import comes from inside one
     of the plugin's own modules, registering at once would import that half-run module
     again. Queued registrations run at RecBole's first model, trainer, dataset or yaml
     lookup (:func:`ensure_registered`), when every import has finished.
@@ -88,27 +89,6 @@ def _registering_getattr(module):
         raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
 
     return __getattr__
-
-
-def properties_dir() -> Path:
-    """The plugin's ``properties/`` folder, from a wheel install or a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "properties", here.parent / "properties"):
-        if (candidate / "model").is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"recbole_hllm's properties/ folder was found neither in {here / 'properties'} "
-        f"nor in {here.parent / 'properties'}; the installation is incomplete."
-    )
-
-
-def shipped_datasets_dir() -> Path | None:
-    """The repository's ``dataset/`` folder (installed as ``recbole_hllm/datasets``)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "datasets", here.parent / "dataset"):
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def patch_shipped_dataset_path() -> None:
@@ -295,16 +275,11 @@ def patch_config_yaml_loading() -> None:
         finally:
             del self._update_internal_config_dict
         if model_yaml is not None and self.external_config_dict.get("local_rank", 0) == 0:  # one rank warns
-            from recbole_hllm.config import warn_misspelled_keys
-
             warn_misspelled_keys(self.external_config_dict, self.internal_config_dict)
         return result
 
     _load_internal_config_dict._recbole_hllm = True
     Config._load_internal_config_dict = _load_internal_config_dict
-
-
-BASE_KEY = "_base_"
 
 
 def _with_bases(model_yaml: Path) -> list[Path]:

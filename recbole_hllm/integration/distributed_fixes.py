@@ -12,7 +12,7 @@ workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixe
   ``dist_backend: auto`` / ``nccl`` RecBole's own code runs, unchanged. Either way a
   process count that cannot run (more GPU processes than GPUs, fewer ``gpu_id`` entries
   than processes for NCCL) fails first, with one line that says what to pass
-  (:func:`~recbole_hllm.distributed.launch.check_process_count`), not with RecBole's
+  (:func:`~recbole_hllm.integration.launch.check_process_count`), not with RecBole's
   bare ``assert`` or CUDA's ``invalid device ordinal``.
 * ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which DDP refuses for a CPU module; on the CPU the
@@ -51,7 +51,7 @@ def gloo_device_init(original):
             return original(self)
         backend = choose_backend(final.get("dist_backend"), final.get("use_gpu", True))
         use_cuda = backend == "nccl" or (torch.cuda.is_available() and final.get("use_gpu", True))
-        from recbole_hllm.distributed.launch import check_process_count
+        from recbole_hllm.integration.launch import check_process_count
 
         check_process_count(final["nproc"], "cuda" if use_cuda else "cpu",
                             torch.cuda.device_count() if use_cuda else 0,
