@@ -5,7 +5,9 @@
 * :mod:`.registry`: the plugin's model names, resolved wherever RecBole looks one up;
 * :mod:`.compat`: fixes for RecBole on numpy 2, torch >= 2.6, setuptools >= 81, ...;
 * :mod:`.distributed_fixes`: RecBole's ``--nproc`` mode without CUDA;
-* :mod:`.launch`: RecBole's multi-process run with the plugin loaded in every worker.
+* :mod:`.launch`: RecBole's multi-process run with the plugin loaded in every worker;
+* :mod:`.patching`: how RecBole's code is changed (one marker, the :class:`~.patching.Fix`
+  record, the one wrapper of ``Config._set_default_parameters``).
 
 :func:`install` is the one place that says what is done to RecBole, and in which order.
 """
@@ -22,12 +24,9 @@ def install() -> None:
 
     from recbole_hllm.integration import compat, distributed_fixes, registry
 
-    compat.apply_all(registry.is_plugin_model)
-    registry.patch_get_model()
-    registry.patch_config_yaml_loading()
-    registry.patch_shipped_dataset_path()
-    registry.patch_lookups_to_register_first()
-    distributed_fixes.apply(registry.is_plugin_model_name)
+    compat.apply_all()  # RecBole on numpy 2, torch >= 2.6, ... (compat.FIXES)
+    registry.patch_name_lookups()  # the plugin's names resolve wherever RecBole looks one up
+    distributed_fixes.apply_all()  # --nproc without CUDA (distributed_fixes.FIXES)
     registry.register_later(_register_builtin_models)
     registry.register_later(registry.load_entry_points)
     half_run = any(getattr(getattr(module, "__spec__", None), "_initializing", False)
