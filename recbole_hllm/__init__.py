@@ -13,6 +13,7 @@ fails with :data:`RECBOLE_MISSING`, which the console scripts print as one line.
 """
 from recbole_hllm import old_paths as _old_paths
 from recbole_hllm.integration import install as _install
+from recbole_hllm.integration.import_hook import track_imports as _track_imports
 from recbole_hllm.integration.import_hook import when_imported as _when_imported
 
 __version__ = "0.1.0"
@@ -33,5 +34,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'recbole_hllm' has no attribute {name!r}")
 
 
+_track_imports(__name__ + ".")  # for integration.install: is one of our modules half-run?
 _old_paths.install()
 _when_imported("recbole", _install, missing=RECBOLE_MISSING)

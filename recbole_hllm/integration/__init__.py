@@ -20,18 +20,15 @@ def install() -> None:
     the plugin's own modules, registering at once would import that half-run module
     again, so the registrations are queued and run at RecBole's first lookup instead
     (:func:`.registry.register_later`)."""
-    import sys
-
     from recbole_hllm.integration import compat, distributed_fixes, registry
+    from recbole_hllm.integration.import_hook import plugin_module_running
 
     compat.apply_all()  # RecBole on numpy 2, torch >= 2.6, ... (compat.FIXES)
     registry.patch_name_lookups()  # the plugin's names resolve wherever RecBole looks one up
     distributed_fixes.apply_all()  # --nproc without CUDA (distributed_fixes.FIXES)
     registry.register_later(_register_builtin_models)
     registry.register_later(registry.load_entry_points)
-    half_run = any(getattr(getattr(module, "__spec__", None), "_initializing", False)
-                   for name, module in list(sys.modules.items()) if name.startswith("recbole_hllm."))
-    if not half_run:
+    if not plugin_module_running():
         registry.ensure_registered()
 
 
