@@ -53,7 +53,7 @@ setup(
         "rouge-score>=0.1.2",
         "jsonschema>=4.18",
         "sacrebleu>=2.3",
-        # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
+        # exact: recbole_hllm.chat.constrained uses its TokenEnforcerTokenizerData directly
         "lm-format-enforcer==0.11.3",
     ],
     # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
@@ -66,7 +66,7 @@ setup(
             "run_hyper = recbole_hllm.tuning:main",
             "hllm-generate = recbole_hllm.inference.generate:main",
             "hllm-build-creatives = recbole_hllm.construction.cli:main",
-            "hllm-serve = recbole_hllm.llm.openai_server:main",
+            "hllm-serve = recbole_hllm.chat.openai_server:main",
             "hllm-eval = recbole_hllm.evaluation.cli:main",
         ],
     },

@@ -27,7 +27,7 @@ COMMANDS = {  # console script -> its entry module (setup.py's console_scripts)
     "run_recbole": "recbole_hllm.cli",
     "hllm-generate": "recbole_hllm.inference.generate",
     "hllm-build-creatives": "recbole_hllm.construction.cli",
-    "hllm-serve": "recbole_hllm.llm.openai_server",
+    "hllm-serve": "recbole_hllm.chat.openai_server",
     "hllm-eval": "recbole_hllm.evaluation.cli",
 }
 PROBE = ("import sys, contextlib, io\n"

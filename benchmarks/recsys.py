@@ -249,7 +249,7 @@ def provenance() -> dict:
 
 def default_state_dir() -> Path:
     """Outside the work tree: a checkout laid anew on a kept machine still resumes its runs."""
-    from recbole_hllm.llm.embedded import cache_root
+    from recbole_hllm.backbones.embedded import cache_root
 
     return cache_root() / "recsys-runs"
 

@@ -31,8 +31,19 @@ MOVED: dict[str, str] = {
     "recbole_hllm.compat": "recbole_hllm.integration.compat",
     "recbole_hllm.distributed.recbole_fixes": "recbole_hllm.integration.distributed_fixes",
     "recbole_hllm.distributed.launch": "recbole_hllm.integration.launch",
+    "recbole_hllm.llm.backbone": "recbole_hllm.backbones.backbone",
+    "recbole_hllm.llm.embedded": "recbole_hllm.backbones.embedded",
+    "recbole_hllm.llm.layer_split": "recbole_hllm.backbones.layer_split",
+    "recbole_hllm.llm.prefix_cache": "recbole_hllm.backbones.prefix_cache",
+    "recbole_hllm.llm.chat": "recbole_hllm.chat.backend",
+    "recbole_hllm.llm.local_chat": "recbole_hllm.chat.local",
+    "recbole_hllm.llm.openai_chat": "recbole_hllm.chat.openai_client",
+    "recbole_hllm.llm.openai_server": "recbole_hllm.chat.openai_server",
+    "recbole_hllm.llm.factory": "recbole_hllm.chat.factory",
+    "recbole_hllm.llm.json_text": "recbole_hllm.chat.json_text",
+    "recbole_hllm.llm.constrained": "recbole_hllm.chat.constrained",
 }
-SPLIT: dict[str, str] = {}
+SPLIT: dict[str, str] = {"recbole_hllm.llm": "recbole_hllm.backbones and recbole_hllm.chat"}
 MOVED_NAMES: dict[tuple[str, str], str] = {}
 
 

@@ -262,8 +262,8 @@ def test_missing_creative_file_says_where_and_how(tiny_data):
 def test_tokenizer_without_pad_token_is_handled(tmp_path):
     from transformers import AutoTokenizer
 
-    from recbole_hllm.llm.backbone import BackboneSpec, load_tokenizer
-    from recbole_hllm.llm.embedded import embedded_model_dir
+    from recbole_hllm.backbones.backbone import BackboneSpec, load_tokenizer
+    from recbole_hllm.backbones.embedded import embedded_model_dir
 
     source = embedded_model_dir("minilm")
     tok = AutoTokenizer.from_pretrained(source)

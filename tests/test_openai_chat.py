@@ -16,10 +16,10 @@ from typing import Self
 
 import pytest
 
-from recbole_hllm.llm import openai_server
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
-from recbole_hllm.llm.openai_chat import OpenAIChatBackend
-from recbole_hllm.llm.openai_server import ChatServer
+from recbole_hllm.chat import openai_server
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
+from recbole_hllm.chat.openai_client import OpenAIChatBackend
+from recbole_hllm.chat.openai_server import ChatServer
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-4242"
 
@@ -147,7 +147,7 @@ class RecordingBackend(ChatBackend):
 
 
 def test_end_to_end_local_model_batched(tiny_chat_model):
-    from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.chat.local import LocalChatBackend
 
     local = LocalChatBackend(str(tiny_chat_model), batch_size=4)
     recording = RecordingBackend(local)

@@ -213,8 +213,8 @@ def _fmt(value) -> str:
 
 
 def run_judge(args, systems: dict) -> dict:
+    from recbole_hllm.chat.factory import make_chat_backend
     from recbole_hllm.evaluation.judge import JudgeCase, PairwiseJudge
-    from recbole_hllm.llm.factory import make_chat_backend
 
     first = next(iter(systems))
     against = "original title" if args.judge_against == "original" else args.judge_against

@@ -2,7 +2,7 @@
 
 Serving one local model to several clients (``hllm-serve``) lets data-building jobs
 share it instead of each loading a copy, and gives the tests a real endpoint for
-:class:`~recbole_hllm.llm.openai_chat.OpenAIChatBackend` without any network.
+:class:`~recbole_hllm.chat.openai_client.OpenAIChatBackend` without any network.
 
 Generation is far cheaper per request in batches, and backends are not thread-safe, so
 handler threads only queue requests: one worker thread takes up to ``max_batch``
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
 from recbole_hllm.console import run_console
 from recbole_hllm.errors import InvalidInputError
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
 
 logger = getLogger(__name__)
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args) -> int:
     # torch and transformers are imported only when serving
-    from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.chat.local import LocalChatBackend
 
     backend = LocalChatBackend(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                                threads=args.threads)
