@@ -42,9 +42,20 @@ MOVED: dict[str, str] = {
     "recbole_hllm.llm.factory": "recbole_hllm.chat.factory",
     "recbole_hllm.llm.json_text": "recbole_hllm.chat.json_text",
     "recbole_hllm.llm.constrained": "recbole_hllm.chat.constrained",
+    "recbole_hllm.tuning": "recbole_hllm.cli.run_hyper",
+    "recbole_hllm.console": "recbole_hllm.cli.common",
+    "recbole_hllm.construction.cli": "recbole_hllm.cli.build_creatives",
+    "recbole_hllm.evaluation.cli": "recbole_hllm.cli.evaluate",
 }
 SPLIT: dict[str, str] = {"recbole_hllm.llm": "recbole_hllm.backbones and recbole_hllm.chat"}
-MOVED_NAMES: dict[tuple[str, str], str] = {}
+MOVED_NAMES: dict[tuple[str, str], str] = {
+    ("recbole_hllm.cli", "main"): "recbole_hllm.cli.run_recbole",  # recbole_hllm.cli was run_recbole's module
+    ("recbole_hllm.cli", "build_parser"): "recbole_hllm.cli.run_recbole",
+    ("recbole_hllm.cli", "DEFAULT_DATASET"): "recbole_hllm.cli.common",
+    ("recbole_hllm.inference.generate", "main"): "recbole_hllm.cli.generate",
+    ("recbole_hllm.chat.openai_server", "main"): "recbole_hllm.cli.serve",
+    ("recbole_hllm.chat.openai_server", "build_parser"): "recbole_hllm.cli.serve",
+}
 
 
 def install() -> None:

@@ -142,7 +142,7 @@ def test_load_checkpoint_rejects_what_is_not_one(tmp_path):
 def test_hllm_generate_and_load_data_and_model_reject_a_cut_checkpoint(tmp_path, capsys):
     from recbole.quick_start import load_data_and_model
 
-    from recbole_hllm.inference.generate import main as hllm_generate
+    from recbole_hllm.cli.generate import main as hllm_generate
 
     messages = _not_checkpoints(tmp_path)
     for name in ("cut.pth", "notes.pth"):
@@ -181,8 +181,8 @@ def test_check_process_count_accepts(kwargs):
 
 
 def test_process_counts_at_the_entry_points(tmp_path, capsys, monkeypatch):
-    from recbole_hllm.cli import main as run_recbole
-    from recbole_hllm.inference.generate import main as hllm_generate
+    from recbole_hllm.cli.generate import main as hllm_generate
+    from recbole_hllm.cli.run_recbole import main as run_recbole
 
     checkpoint = _checkpoint(tmp_path / "c.pth")
     monkeypatch.setattr(sys, "argv", ["run_recbole"])  # run_recbole's main sets sys.argv for RecBole's Config

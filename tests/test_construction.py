@@ -266,7 +266,7 @@ def test_cli_builds_through_an_openai_compatible_server(tiny_source, tmp_path, c
     """hllm-build-creatives --backend openai against hllm-serve's server on loopback: the
     whole chain (profile, rewrite with a repair re-ask, verdict) goes over real HTTP."""
     from recbole_hllm.chat.openai_server import ChatServer
-    from recbole_hllm.construction.cli import main
+    from recbole_hllm.cli.build_creatives import main
 
     out = tmp_path / "served.creative"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
@@ -287,7 +287,7 @@ def test_cli_builds_through_an_openai_compatible_server(tiny_source, tmp_path, c
 def test_cli_builds_with_the_local_backend(tiny_chat_model, tmp_path, capsys):
     """The local backend end to end (a random model: its replies are schema-valid JSON of
     nonsense, so rows end rejected; what matters is that every pair is accounted for)."""
-    from recbole_hllm.construction.cli import main
+    from recbole_hllm.cli.build_creatives import main
 
     out = tmp_path / "local.creative"
     code = main(_cli_args(tmp_path, out, "--model", str(tiny_chat_model), "--set", "examples={}",
@@ -301,7 +301,7 @@ def test_cli_builds_with_the_local_backend(tiny_chat_model, tmp_path, capsys):
 
 
 def test_cli_reports_a_missing_dataset(tmp_path, capsys):
-    from recbole_hllm.construction.cli import main
+    from recbole_hllm.cli.build_creatives import main
 
     assert main(["--dataset", "nowhere", "--data-path", str(tmp_path), "--no-progress"]) == 2
     assert "nowhere" in capsys.readouterr().err

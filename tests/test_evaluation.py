@@ -132,8 +132,8 @@ def test_a_position_biased_judge_yields_only_same():
 # --- hllm-eval --------------------------------------------------------------------
 def test_hllm_eval_scores_systems_and_judges_over_http(tmp_path, capsys):
     from recbole_hllm.chat.openai_server import ChatServer
+    from recbole_hllm.cli.evaluate import main
     from recbole_hllm.construction.source import load_source
-    from recbole_hllm.evaluation.cli import main
 
     write_tiny_dataset(tmp_path, n_users=4)
     config = tmp_path / "tiny.yaml"

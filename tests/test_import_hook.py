@@ -7,8 +7,8 @@ from conftest import run_python as _python
 
 
 def test_import_recbole_hllm_loads_neither_recbole_nor_torch(tmp_path):
-    out = _python("import sys, recbole_hllm, recbole_hllm.evaluation.cli, recbole_hllm.construction.cli, "
-                  "recbole_hllm.chat.openai_server\n"
+    out = _python("import sys, recbole_hllm, recbole_hllm.cli.evaluate, recbole_hllm.cli.build_creatives, "
+                  "recbole_hllm.cli.serve, recbole_hllm.chat.openai_server\n"
                   "print(sorted(m for m in ('recbole', 'torch', 'sklearn', 'transformers') if m in sys.modules))",
                   tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -115,7 +115,7 @@ SLOW_GENERATE = (
     "    time.sleep(0.15)\n"
     "    return original(self, *args, **kwargs)\n"
     "HLLMCreator.generate_from_user_vectors = slow\n"
-    "from recbole_hllm.inference.generate import main\n"
+    "from recbole_hllm.cli.generate import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import yaml
 
-from recbole_hllm.console import run_console
+from recbole_hllm.cli.common import add_debug_flag, run_console
 from recbole_hllm.construction.ads import STRATEGIES
 from recbole_hllm.construction.builder import BuildOptions, CreativeBuilder, paths_for
 from recbole_hllm.construction.prompts import load_settings
@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     run = p.add_argument_group("run")
     run.add_argument("--restart", action="store_true", help="discard the journal of an earlier run")
     run.add_argument("--no-progress", action="store_true")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
+    add_debug_flag(run)
     return p.parse_args(argv)
 
 
