@@ -82,3 +82,13 @@ def test_plugin_module_running_only_while_a_tracked_module_body_runs(tmp_path, m
         sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "prefix", None) != "tracked_pkg."]
         for name in ("tracked_pkg.sub", "tracked_pkg"):
             sys.modules.pop(name, None)
+
+
+def test_registering_the_models_loads_neither_data_construction_nor_chat_nor_commands(tmp_path):
+    out = _python("import sys, recbole_hllm\nfrom recbole.utils import get_model, get_trainer\n"
+                  "get_trainer(get_model('HLLMCreator').type, 'HLLMCreator')\n"
+                  "rooms = ('construction', 'chat', 'cli')\n"
+                  "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('recbole_hllm.')} & set(rooms)))",
+                  tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
