@@ -46,6 +46,7 @@ MOVED: dict[str, str] = {
     "recbole_hllm.console": "recbole_hllm.cli.common",
     "recbole_hllm.construction.cli": "recbole_hllm.cli.build_creatives",
     "recbole_hllm.evaluation.cli": "recbole_hllm.cli.evaluate",
+    "recbole_hllm.config_creator": "recbole_hllm.config",
 }
 SPLIT: dict[str, str] = {"recbole_hllm.llm": "recbole_hllm.backbones and recbole_hllm.chat"}
 MOVED_NAMES: dict[tuple[str, str], str] = {

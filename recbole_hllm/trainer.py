@@ -28,6 +28,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_hllm.config import check_valid_metric
 from recbole_hllm.distributed.context import barrier, broadcast_object, gather_objects, rank
 from recbole_hllm.distributed.fsdp import (clip_mixed_grad_norm, full_state_dict, has_sharded_params, is_sharded,
                                           load_full_state_dict)
@@ -132,9 +133,7 @@ def _on_every_ranks_rows(evaluate):
 class HLLMCreatorTrainer(HLLMTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
-        if self.valid_metric in GENERATION_METRICS and not config["generate_on_valid"]:
-            raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
-                             "set generate_on_valid: True (titles are then generated at every validation)")
+        check_valid_metric(config, GENERATION_METRICS)
         self.title_scoring = TitleScoring(config, model, self.logger)
         self.schedule = JointSchedule.from_config(config)
         self._fitting = False

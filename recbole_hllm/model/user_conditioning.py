@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hllm.backbones.prefix_cache import KVGeometry
-from recbole_hllm.config_creator import INJECTION_MODES  # one list of user_injection's values
+from recbole_hllm.config import INJECTION_MODES  # one list of user_injection's values
 from recbole_hllm.model.heads import SoftTokenProjector
 
 
