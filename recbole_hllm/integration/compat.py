@@ -2,8 +2,9 @@
 
 :data:`FIXES` lists every fix: what it changes, why (the failure it prevents) and the
 test that fails without it. :func:`apply_all` (from :func:`recbole_hllm.integration.install`)
-applies each once. Each touches as little as possible: one RecBole module, class or
-function, never a process-wide setting.
+applies each once. Each touches as little as possible (one RecBole module, class or
+function where it can), and none changes what code outside RecBole gets, numpy's
+restored aliases aside.
 """
 from __future__ import annotations
 
