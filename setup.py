@@ -53,21 +53,21 @@ setup(
         "rouge-score>=0.1.2",
         "jsonschema>=4.18",
         "sacrebleu>=2.3",
-        # exact: recbole_hllm.llm.constrained uses its TokenEnforcerTokenizerData directly
+        # exact: recbole_hllm.chat.constrained uses its TokenEnforcerTokenizerData directly
         "lm-format-enforcer==0.11.3",
     ],
     # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "setuptools>=64"], "bench": ["matplotlib>=3.7"],
-                    # run_hyper --tool hyperopt; compat.py makes RecBole's exhaustive search work with >= 0.2.7
+                    # run_hyper --tool hyperopt; integration/compat.py fixes RecBole's exhaustive search for >= 0.2.7
                     "tune": ["hyperopt>=0.2.7"]},
     entry_points={
         "console_scripts": [
-            "run_recbole = recbole_hllm.cli:main",
-            "run_hyper = recbole_hllm.tuning:main",
-            "hllm-generate = recbole_hllm.inference.generate:main",
-            "hllm-build-creatives = recbole_hllm.construction.cli:main",
-            "hllm-serve = recbole_hllm.llm.openai_server:main",
-            "hllm-eval = recbole_hllm.evaluation.cli:main",
+            "run_recbole = recbole_hllm.cli.run_recbole:main",
+            "run_hyper = recbole_hllm.cli.run_hyper:main",
+            "hllm-generate = recbole_hllm.cli.generate:main",
+            "hllm-build-creatives = recbole_hllm.cli.build_creatives:main",
+            "hllm-serve = recbole_hllm.cli.serve:main",
+            "hllm-eval = recbole_hllm.cli.evaluate:main",
         ],
     },
 )

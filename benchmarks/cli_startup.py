@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -23,13 +24,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {  # console script -> its entry module (setup.py's console_scripts)
-    "run_recbole": "recbole_hllm.cli",
-    "hllm-generate": "recbole_hllm.inference.generate",
-    "hllm-build-creatives": "recbole_hllm.construction.cli",
-    "hllm-serve": "recbole_hllm.llm.openai_server",
-    "hllm-eval": "recbole_hllm.evaluation.cli",
-}
+COMMANDS = ("run_recbole", "hllm-generate", "hllm-build-creatives", "hllm-serve", "hllm-eval")
+
+
+def entry_module(command: str, src: Path) -> str:
+    """The module whose ``main`` is ``command`` in the checkout ``src`` (its setup.py's
+    console_scripts), so a checkout from before the commands moved is timed too."""
+    found = re.search(rf'"{re.escape(command)} = ([\w.]+):main"', (src / "setup.py").read_text())
+    if found is None:
+        raise SystemExit(f"{src / 'setup.py'} declares no console script {command!r}")
+    return found.group(1)
+
+
 PROBE = ("import sys, contextlib, io\n"
          "from {module} import main\n"
          "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -60,14 +66,15 @@ def main(argv=None) -> int:
     if args.baseline_src:
         trees["baseline"] = Path(args.baseline_src).resolve()
     report = {"runs": args.runs, "trees": {k: str(v) for k, v in trees.items()}, "commands": {}}
-    for command, module in COMMANDS.items():
+    for command in COMMANDS:
+        modules = {tree: entry_module(command, src) for tree, src in trees.items()}
         times = {tree: [] for tree in trees}
         recbole = {}
         for tree, src in trees.items():
-            start_once(module, src)  # warm-up: file cache, .pyc
+            start_once(modules[tree], src)  # warm-up: file cache, .pyc
         for _ in range(args.runs):
             for tree, src in trees.items():
-                seconds, recbole[tree] = start_once(module, src)
+                seconds, recbole[tree] = start_once(modules[tree], src)
                 times[tree].append(seconds)
         row = {tree: summary(times[tree], recbole[tree]) for tree in trees}
         if "baseline" in row:

@@ -35,7 +35,7 @@ def rewrite_prompts(source, settings, n: int) -> list[list[dict]]:
 
 
 def raw_generation(backend, conversations, max_tokens: int) -> dict:
-    from recbole_hllm.llm.chat import ChatRequest
+    from recbole_hllm.chat.backend import ChatRequest
 
     start = time.perf_counter()
     replies = backend.chat([ChatRequest(c, max_tokens=max_tokens) for c in conversations])
@@ -58,9 +58,9 @@ def pipeline(source, settings, backend, users: int, ads_per_user: int) -> dict:
 
 
 def served(backend, conversations, max_tokens: int, concurrency: int) -> dict:
-    from recbole_hllm.llm.chat import ChatRequest
-    from recbole_hllm.llm.openai_chat import OpenAIChatBackend
-    from recbole_hllm.llm.openai_server import ChatServer
+    from recbole_hllm.chat.backend import ChatRequest
+    from recbole_hllm.chat.openai_client import OpenAIChatBackend
+    from recbole_hllm.chat.openai_server import ChatServer
 
     with ChatServer(backend, max_batch=8, batch_wait_ms=50) as server:
         client = OpenAIChatBackend(base_url=server.url, model="smollm2", concurrency=concurrency, timeout=600)
@@ -100,9 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default=str(ROOT / "results"))
     args = parser.parse_args(argv)
 
+    from recbole_hllm.chat.local import LocalChatBackend
     from recbole_hllm.construction.prompts import load_settings
     from recbole_hllm.construction.source import load_source
-    from recbole_hllm.llm.local_chat import LocalChatBackend
 
     settings = load_settings()
     source = load_source("ml-100k")

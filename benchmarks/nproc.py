@@ -2,7 +2,7 @@
 
     python -m benchmarks.nproc --model HLLM --dataset ml-100k --nproc 1,2 [--set epochs=5 ...]
 
-Each setting runs in its own subprocess through ``recbole_hllm.distributed.launch.run``
+Each setting runs in its own subprocess through ``recbole_hllm.integration.launch.run``
 (RecBole's engine; gloo on CPUs), one after the other; it records wall time, the
 peak resident memory of the largest process, and the test metrics. On a CPU machine
 one process uses torch's default thread count and N processes share the cores, so the
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_one(model: str, dataset: str, nproc: int, settings: dict) -> dict:
     import recbole_hllm  # noqa: F401
-    from recbole_hllm.distributed.launch import run
+    from recbole_hllm.integration.launch import run
 
     start = time.perf_counter()
     result = run(model, dataset, config_dict={"show_progress": False, **settings}, nproc=nproc,

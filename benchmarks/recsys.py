@@ -10,7 +10,7 @@ memory is that run's) with the identical split and protocol: the dataset's yaml
 after ``--stopping-step`` validations without gain (patience) and a cap of
 ``--epochs``. A run stopped by its patience is reported ``converged``, one that hit the
 cap ``capped``. CE-loss models get no training negatives and BPR ones RecBole's one
-sampled negative (:mod:`recbole_hllm.compat`'s default for an unset
+sampled negative (:mod:`recbole_hllm.integration.compat`'s default for an unset
 ``train_neg_sample_args``).
 
 Each best checkpoint is tested three ways, with no retraining: full-sort ranking
@@ -269,7 +269,7 @@ def provenance() -> dict:
 
 def default_state_dir() -> Path:
     """Outside the work tree: a checkout laid anew on a kept machine still resumes its runs."""
-    from recbole_hllm.llm.embedded import cache_root
+    from recbole_hllm.backbones.embedded import cache_root
 
     return cache_root() / "recsys-runs"
 

@@ -78,8 +78,8 @@ def training_steps(dataset: str) -> dict:
 
 
 def generation(threads: int | None) -> dict:
-    from recbole_hllm.llm.chat import ChatRequest
-    from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.chat.backend import ChatRequest
+    from recbole_hllm.chat.local import LocalChatBackend
 
     backend = LocalChatBackend("smollm2", threads=threads)
     requests = [ChatRequest([{"role": "user", "content": f"Write a short title for product number {i}."}],

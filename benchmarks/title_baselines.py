@@ -85,8 +85,8 @@ def main(argv=None) -> int:
 
     import recbole_hllm  # noqa: F401  (first: the RecBole fixes, e.g. quick_start without ray)
     from recbole.quick_start import load_data_and_model
-    from recbole_hllm.evaluation.cli import read_jsonl
     from recbole_hllm.evaluation.generation import GroundTruth, TitleRecord, attach_truth, score_titles
+    from recbole_hllm.evaluation.predictions import read_jsonl
 
     config, model, dataset, _, valid, test = load_data_and_model(args.checkpoint)
     model.eval()

@@ -1,7 +1,7 @@
 """``python -m recbole_hllm`` is the ``run_recbole`` command."""
 import sys
 
-from recbole_hllm.cli import main
+from recbole_hllm.cli.run_recbole import main
 
 if __name__ == "__main__":  # spawned worker processes import this module too
     sys.exit(main())

@@ -1,8 +1,16 @@
-"""Checks on the plugin's config keys, so a wrong value fails early with its name.
+"""The plugin's config: where its yaml defaults live, what each key may hold, which keys
+must agree, and a warning for a key that looks misspelled.
+
+Defaults: ``properties/model/<Model>.yaml`` and ``properties/dataset/<name>.yaml``
+(:func:`properties_dir`), read by RecBole at its own files' precedence
+(:mod:`recbole_hllm.integration.registry`); a model yaml may extend another (:data:`BASE_KEY`).
 
 RecBole ``eval()``s command-line values, so ``--item_llm_layers=abc`` reaches us as a
 string: every key below is checked for type and range before any data or model is
-loaded, and the error names the key, the value and what is expected.
+loaded, and the error names the key, the value and what is expected. Keys that
+must agree with each other are checked by :func:`check_hllm_keys`,
+:func:`check_creator_keys` and :func:`check_valid_metric`, which the models and the
+trainer call; each check lives here, once.
 
 RecBole also keeps any key it is given, so a misspelled one (``--user_llm_layerz=3``)
 would train with the default without a word: :func:`warn_misspelled_keys` warns, once
@@ -20,7 +28,32 @@ from typing import Any, Callable, Iterable
 
 from recbole_hllm.errors import UserError
 
+# -- where the defaults live ------------------------------------------------------------------------
+BASE_KEY = "_base_"  # a model yaml's key naming the yaml it extends (HLLMCreator.yaml extends HLLM.yaml)
 
+
+def properties_dir() -> Path:
+    """The plugin's ``properties/`` folder (yaml defaults), from a wheel install or a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "properties", here.parent / "properties"):
+        if (candidate / "model").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        f"recbole_hllm's properties/ folder was found neither in {here / 'properties'} "
+        f"nor in {here.parent / 'properties'}; the installation is incomplete."
+    )
+
+
+def shipped_datasets_dir() -> Path | None:
+    """The repository's ``dataset/`` folder (installed as ``recbole_hllm/datasets``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "datasets", here.parent / "dataset"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+# -- what each key may hold ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rule:
     expected: str
@@ -49,8 +82,9 @@ _is_bool = lambda v: isinstance(v, bool)  # noqa: E731
 _is_dict = lambda v: isinstance(v, dict)  # noqa: E731
 _is_str_list = lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(x, str) for x in v)  # noqa: E731
 
-BACKENDS = ("auto", "gloo", "nccl")  # dist_backend's values (distributed/recbole_fixes.py reads them here)
+BACKENDS = ("auto", "gloo", "nccl")  # dist_backend's values (integration/distributed_fixes.py reads them)
 
+# HLLM's keys
 RULES: dict[str, Rule] = {
     "text_fields": Rule("a non-empty list of item field names", _is_str_list),
     "item_text_template": Rule("a format string with {field} and/or {value}", _is_str),
@@ -87,6 +121,71 @@ for _role in ("item", "user"):
         f"{_role}_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
     })
 
+# HLLMCreator's own keys
+INJECTION_MODES = ("soft_token", "prefix", "both")  # user_injection's values (model/user_conditioning.py reads them)
+
+_weight = Rule("a number >= 0 (0 switches the loss off)", _number_at_least(0))
+
+_CREATOR_ONLY_RULES = {
+    "user_prompt": Rule("a string (may be empty)", lambda v: isinstance(v, str), optional=True),
+    "creative_prompt": Rule("a template string with {user} once", _is_str),
+    "profile_prompt": Rule("a template string with {user} once", _is_str),
+    "creative_max_target_len": Rule("an int >= 1 (tokens)", _int_at_least(1)),
+    "use_user_embedding": Rule("true or false", _is_bool),
+    "creative_user_text": Rule("null or 'profile' (the user's text profile as words at {user})",
+                               _one_of("profile"), optional=True),
+    "share_soft_token_projector": Rule("true or false", _is_bool, optional=True),
+    "user_injection": Rule("'soft_token', 'prefix' or 'both'", _one_of(*INJECTION_MODES)),
+    "user_prefix_tokens": Rule("an int >= 1 (virtual tokens of the per-layer user prefix)", _int_at_least(1)),
+    "user_prefix_hidden_size": Rule("an int >= 1 (width of the prefix MLP)", _int_at_least(1)),
+    "user_prefix_init_std": Rule("a number > 0", _number_at_least(0, strict=True)),
+    "user_prefix_anchor_text": Rule("a non-empty string", _is_str),
+    "user_condition_space": Rule("'user' (U) or 'align' (align_proj(U), the profile-embedding space)",
+                                 _one_of("user", "align")),
+    "profile_teacher_rate": Rule("a number in [0, 1]", lambda v: _number_at_least(0)(v) and v <= 1),
+    "creative_loss_trains_user": Rule("true or false", _is_bool),
+    "user_warmup_epochs": Rule("an int >= 0 (first epochs that train the user side only), less than epochs",
+                               _int_at_least(0)),
+    "shuffled_u_pairs": Rule("an int >= 0 or null (null: every test pair; 0: off)", _int_at_least(0),
+                             optional=True),
+    "match_negatives": Rule("an int >= 1", _int_at_least(1)),
+    "match_hidden_size": Rule("an int >= 1", _int_at_least(1)),
+    "generation_max_new_tokens": Rule("an int >= 1", _int_at_least(1)),
+    "generation_do_sample": Rule("true or false", _is_bool),
+    "generation_temperature": Rule("a number > 0", _number_at_least(0, strict=True)),
+    "generation_top_p": Rule("a number in (0, 1]", lambda v: _number_at_least(0, True)(v) and v <= 1),
+    "generation_top_k": Rule("an int >= 1", _int_at_least(1)),
+    "generation_batch_size": Rule("an int >= 1", _int_at_least(1)),
+    "generation_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16' (null: the weights' dtype)",
+                             _one_of("auto", "float32", "bfloat16", "float16"), optional=True),
+    "generation_metrics": Rule("a list of metric names", lambda v: isinstance(v, (list, tuple))),
+    "generate_on_valid": Rule("true or false", _is_bool),
+    "generation_valid_limit": Rule("an int >= 1 or null (all)", _int_at_least(1), optional=True),
+    "creative_llm": Rule("'smollm2', 'random' or a causal LM directory", _is_str),
+    "creative_llm_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
+    "creative_llm_tuning": Rule("'frozen', 'lora' or 'full'", _one_of("frozen", "lora", "full")),
+    "creative_llm_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16'",
+                               _one_of("auto", "float32", "bfloat16", "float16")),
+    "creative_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
+    "creative_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
+    "creative_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),
+    "creative_llm_activation_checkpointing": Rule("an int >= 0 (0: off; n: every n-th layer)", _int_at_least(0),
+                                                  optional=True),
+    "creative_llm_train_embeddings": Rule("true or false", _is_bool, optional=True),
+    "creative_tuned_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
+    "creative_llm_fsdp": Rule("true or false (shard the creative LLM's layers over the processes)", _is_bool,
+                              optional=True),
+    "creative_title_field": Rule("an item field name", _is_str),
+    "generation_share_prefix": Rule("true or false", _is_bool, optional=True),
+    "creative_file": Rule("a path to a .creative file or null", _is_str, optional=True),
+    "creative_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
+                                   optional=True),
+    "projector_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
+                                    optional=True),
+    **{f"{name}_loss_weight": _weight for name in ("rec", "creative", "match", "align", "recon")},
+}
+CREATOR_RULES = {**RULES, **_CREATOR_ONLY_RULES}  # HLLMCreator's keys: HLLM's and its own
+
 
 class ConfigValueError(UserError, ValueError):
     pass
@@ -109,6 +208,40 @@ def validate_config(config, rules: dict[str, Rule] = RULES) -> None:
         raise ConfigValueError("Invalid recbole_hllm config: " + "; ".join(problems))
 
 
+# -- keys that must agree ------------------------------------------------------------------------------
+def check_hllm_keys(config) -> None:
+    """HLLM's keys: each against its rule, then those that must agree with each other."""
+    validate_config(config, RULES)
+    _check_hllm_pairs(config)
+
+
+def check_creator_keys(config) -> None:
+    """HLLMCreator's keys (HLLM's among them): each against its rule, then those that must agree."""
+    validate_config(config, CREATOR_RULES)
+    _check_hllm_pairs(config)
+    if config["user_warmup_epochs"] >= config["epochs"]:
+        raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
+                               f"{config['epochs']}: the warm-up epochs never train the creative LLM")
+    if config["profile_teacher_rate"] and config["user_condition_space"] != "align":
+        raise ConfigValueError("profile_teacher_rate > 0 needs user_condition_space: align (the profile "
+                               "embedding stands in for the projection of U in the alignment space)")
+
+
+def _check_hllm_pairs(config) -> None:
+    if config["hllm_loss"] == "full_softmax" and config["item_llm_tuning"] != "frozen":
+        raise ValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
+                         "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
+
+
+def check_valid_metric(config, generation_metrics: Iterable[str]) -> None:
+    """``valid_metric`` may name one of ``generation_metrics`` only when titles are generated
+    at every validation (``generate_on_valid``)."""
+    if config["valid_metric"].lower() in generation_metrics and not config["generate_on_valid"]:
+        raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
+                         "set generate_on_valid: True (titles are then generated at every validation)")
+
+
+# -- misspelled keys -----------------------------------------------------------------------------------
 # keys RecBole's code and run_recbole's flags set or read that no RecBole yaml file holds
 RECBOLE_RUNTIME_KEYS = frozenset({
     "model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "offset", "group_offset",
@@ -150,10 +283,7 @@ def recbole_keys() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=None)
 def plugin_keys() -> frozenset[str]:
-    """The plugin's own keys: its model yaml files and the rules in this module and config_creator."""
-    from recbole_hllm.config_creator import CREATOR_RULES
-    from recbole_hllm.registry import BASE_KEY, properties_dir
-
+    """The plugin's own keys: its model yaml files and the rules in this module."""
     return (_yaml_keys(str(properties_dir() / "model")) | frozenset(CREATOR_RULES)) - {BASE_KEY} - recbole_keys()
 
 
@@ -181,8 +311,6 @@ def warn_misspelled_keys(given: Iterable[str], loaded: Iterable[str] = ()) -> li
     if not given:  # the usual case: no yaml is read
         return []
     plugin = plugin_keys()
-    from recbole_hllm.registry import properties_dir
-
     known = recbole_keys() | _yaml_keys(str(properties_dir())) | loaded
     found = [(key, match) for key, match in misspelled_keys(given, known, plugin) if key not in _WARNED_KEYS]
     for key, match in found:

@@ -1,4 +1,4 @@
-"""Trainers: RecBole's Trainer made exact in multi-process runs, and HLLMCreator's title generation.
+"""Trainers: RecBole's Trainer made exact in multi-process runs, and HLLMCreator's joint training.
 
 :class:`HLLMTrainer` (HLLM, and the base of HLLMCreator's) differs from RecBole's
 ``Trainer`` only where several processes train together:
@@ -13,17 +13,14 @@
 
 In one process it behaves as RecBole's Trainer, save for the atomic write.
 
-:class:`HLLMCreatorTrainer`: only ``fit`` (to know validation from test) and ``evaluate`` differ. At test time (and
-at validation when ``generate_on_valid``) titles are generated for every evaluated
-(user, ad) row with a creative target; the named ``generation_metrics`` join RecBole's
-result dict, so they print with Recall/NDCG and ``valid_metric`` may name one. Test
-titles are written next to the checkpoint as ``<checkpoint>-titles.jsonl``.
+:class:`HLLMCreatorTrainer`: per-part learning rates, the schedule's user-side warm-up and
+loss plan per step, and ``evaluate``, which adds the generated titles' metrics to RecBole's
+result at test time (and at validation when ``generate_on_valid``); what is generated
+and how it is scored is :mod:`recbole_hllm.evaluation.title_scoring`.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import os
 import time
 
@@ -31,12 +28,12 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
+from recbole_hllm.config import check_valid_metric
 from recbole_hllm.distributed.context import barrier, broadcast_object, gather_objects, rank
 from recbole_hllm.distributed.fsdp import (clip_mixed_grad_norm, full_state_dict, has_sharded_params, is_sharded,
                                           load_full_state_dict)
-from recbole_hllm.evaluation.generation import GENERATION_METRICS, GroundTruth, TitleRecord, attach_truth, score_titles
-from recbole_hllm.evaluation.u_gain import sample_rows, shuffled_u_scores
+from recbole_hllm.evaluation.generation import GENERATION_METRICS
+from recbole_hllm.evaluation.title_scoring import TitleScoring, titles_file
 from recbole_hllm.model.schedule import JointSchedule
 
 # DataStruct entries that hold one row per evaluated user (the rest are dataset-wide)
@@ -136,11 +133,8 @@ def _on_every_ranks_rows(evaluate):
 class HLLMCreatorTrainer(HLLMTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
-        self.generation_metrics = [m.lower() for m in config["generation_metrics"]]
-        if self.valid_metric in GENERATION_METRICS and not config["generate_on_valid"]:
-            raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
-                             "set generate_on_valid: True (titles are then generated at every validation)")
-        self.truth = GroundTruth.load(config["data_path"], config["dataset"])
+        check_valid_metric(config, GENERATION_METRICS)
+        self.title_scoring = TitleScoring(config, model, self.logger)
         self.schedule = JointSchedule.from_config(config)
         self._fitting = False
         self.last_titles_file = None
@@ -214,98 +208,10 @@ class HLLMCreatorTrainer(HLLMTrainer):
         result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
         if result is None or (self._fitting and not self.config["generate_on_valid"]):
             return result
-        limit = self.config["generation_valid_limit"] if self._fitting else None
-        dataset = eval_data._dataset
-        start = time.perf_counter()
-        rows = _creative_rows(dataset, limit)
-        records = self._records(dataset, rows, self._titles(dataset, rows, rows))
-        seconds = time.perf_counter() - start
-        attach_truth(records, self.truth)
-        result.update(score_titles(records, self.generation_metrics, self.truth))
-        if not self._fitting:
-            self.logger.info("generated %d titles in %.1fs", len(records), seconds)
-            originals = [dataclasses.replace(r, generated=r.original) for r in records]
-            result.update({f"original_{k}": v for k, v in
-                           score_titles(originals, self.generation_metrics, self.truth).items()})
-            shuffled = self._shuffled_u(dataset, rows, records, result)
-            self.last_titles_file = self._write_titles(records, shuffled)
-            self.logger.info("titles -> %s", self.last_titles_file)
+        if self._fitting:
+            result.update(self.title_scoring.validation_scores(eval_data._dataset, self.config["generation_valid_limit"]))
+        else:
+            path = titles_file(self.saved_model_file)
+            result.update(self.title_scoring.test_scores(eval_data._dataset, path))
+            self.last_titles_file = path
         return result
-
-    def _shuffled_u(self, dataset, rows: torch.Tensor, records: list[TitleRecord], result: dict) -> dict:
-        """Write a sample of the test pairs again with another user's U (a seeded
-        derangement) and add ``shuffled_*`` and ``u_gain`` to ``result``. Returns
-        {record position: (donor record position, title)} for the titles file."""
-        size = self.config["shuffled_u_pairs"]
-        if size == 0 or len(records) < 2:
-            return {}
-        if not self.model.has_user_signal:  # the ablation: another user's titles would be the same ones
-            self.logger.info("use_user_embedding = False: no U to shuffle, shuffled_* and u_gain not computed")
-            return {}
-        start = time.perf_counter()
-        sample, donors = sample_rows(len(records), size, self.config["seed"] or 0)
-        titles = self._titles(dataset, rows[sample], rows[donors])
-        result.update(shuffled_u_scores([records[i] for i in sample], titles, self.generation_metrics, self.truth))
-        self.logger.info("generated %d titles with another user's U in %.1fs: u_gain %s", len(sample),
-                         time.perf_counter() - start, result.get("u_gain", "n/a (no ground truth)"))
-        return {int(i): (int(d), t) for i, d, t in zip(sample, donors, titles)}
-
-    @torch.no_grad()
-    def _titles(self, dataset, target_rows: torch.Tensor, history_rows: torch.Tensor) -> list[str]:
-        """Titles for the ads of ``target_rows`` written from the histories (hence the U)
-        of ``history_rows`` (the same rows: each user's own U), and from those rows' user
-        words where the prompt has them (``creative_user_text``)."""
-        feat, model = dataset.inter_feat, self.model
-        seq = feat[model.ITEM_SEQ][history_rows].to(self.device)
-        seq_len = feat[model.ITEM_SEQ_LEN][history_rows].to(self.device)
-        items = feat[model.ITEM_ID][target_rows].to(self.device)
-        user_texts = model.user_texts(feat[CREATIVE_INDEX][history_rows].tolist())
-        shard, _ = model.generate_titles(seq, seq_len, items, shard=model.generation_shard(), user_texts=user_texts)
-        return _merge_shards(gather_objects(shard))
-
-    def _records(self, dataset, rows: torch.Tensor, generated: list[str]) -> list[TitleRecord]:
-        """One :class:`TitleRecord` per row: its title and what it is judged against."""
-        feat, model = dataset.inter_feat, self.model
-        seq, seq_len, items = feat[model.ITEM_SEQ][rows], feat[model.ITEM_SEQ_LEN][rows], feat[model.ITEM_ID][rows]
-        creative_rows = feat[CREATIVE_INDEX][rows].tolist()
-        users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field][rows].numpy())
-        raw_items = dataset.id2token(dataset.iid_field, items.numpy())
-        originals = model.original_titles or [""] * dataset.item_num
-        item_texts = model.item_encoder.item_texts
-        histories = [row[:n] for row, n in zip(seq.tolist(), seq_len.tolist())]
-        return [
-            TitleRecord(user=str(u), item=str(i), generated=g, reference=model.creative_titles[c],
-                        original=originals[int(item)], ad_text=item_texts[int(item)],
-                        history=[originals[h] or item_texts[h] for h in history])
-            for u, i, g, c, item, history in zip(users, raw_items, generated, creative_rows, items.tolist(),
-                                                 histories)
-        ]
-
-    def _write_titles(self, records: list[TitleRecord], shuffled: dict) -> str:
-        """``<checkpoint>-titles.jsonl``: one line per test pair; pairs of the shuffled-U
-        sample also carry the title written from another user's U and that user."""
-        path = os.path.splitext(self.saved_model_file)[0] + "-titles.jsonl"
-        if rank() != 0:  # every rank holds all records; one writes them
-            return path
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for pos, r in enumerate(records):
-                row = {"user": r.user, "item": r.item, "original": r.original, "reference": r.reference,
-                       "generated": r.generated, "truth_facet": r.truth_facet}
-                if pos in shuffled:
-                    donor, title = shuffled[pos]
-                    row.update(shuffled_u_user=records[donor].user, shuffled_u_generated=title)
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-        return path
-
-
-def _creative_rows(dataset, limit: int | None = None) -> torch.Tensor:
-    """Rows of ``dataset`` with a creative target (the first ``limit``: validation on a fixed subset)."""
-    return torch.nonzero(dataset.inter_feat[CREATIVE_INDEX] >= 0).flatten()[:limit]
-
-
-def _merge_shards(shards: list[list]) -> list:
-    """Row-wise union of per-rank outputs that hold None where another rank generated."""
-    return [next((value for value in column if value is not None), None) for column in zip(*shards)]

@@ -222,7 +222,7 @@ def save_tiny_chat_model(folder: Path) -> Path:
     Face model directory (what the local chat backend loads)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from recbole_hllm.llm.embedded import embedded_model_dir
+    from recbole_hllm.backbones.embedded import embedded_model_dir
 
     if (folder / "config.json").is_file():
         return folder

@@ -11,7 +11,7 @@ import torch
 
 from recbole_hllm.checkpoint import CheckpointError, check_checkpoint_file, load_checkpoint
 from recbole_hllm.data.atomic_files import AtomicFileError
-from recbole_hllm.distributed.launch import ProcessCountError, check_process_count
+from recbole_hllm.integration.launch import ProcessCountError, check_process_count
 
 from conftest import console_script, subprocess_env, tiny_config, tiny_creator_config, write_tiny_dataset
 
@@ -98,7 +98,7 @@ def test_run_recbole_broken_atomic_file_is_one_line(tmp_path, model, flags):
 
 
 def test_time_field_left_out_by_load_col_says_so(tiny_data):
-    from recbole_hllm.compat import MissingTimeFieldError
+    from recbole_hllm.integration.compat import MissingTimeFieldError
 
     with pytest.raises(MissingTimeFieldError, match=r"tiny\.inter has the time field 'timestamp', but load_col does "
                                                     r"not load it \(load_col\['inter'\] = \['user_id', 'item_id'\]\)"):
@@ -142,7 +142,7 @@ def test_load_checkpoint_rejects_what_is_not_one(tmp_path):
 def test_hllm_generate_and_load_data_and_model_reject_a_cut_checkpoint(tmp_path, capsys):
     from recbole.quick_start import load_data_and_model
 
-    from recbole_hllm.inference.generate import main as hllm_generate
+    from recbole_hllm.cli.generate import main as hllm_generate
 
     messages = _not_checkpoints(tmp_path)
     for name in ("cut.pth", "notes.pth"):
@@ -181,8 +181,8 @@ def test_check_process_count_accepts(kwargs):
 
 
 def test_process_counts_at_the_entry_points(tmp_path, capsys, monkeypatch):
-    from recbole_hllm.cli import main as run_recbole
-    from recbole_hllm.inference.generate import main as hllm_generate
+    from recbole_hllm.cli.generate import main as hllm_generate
+    from recbole_hllm.cli.run_recbole import main as run_recbole
 
     checkpoint = _checkpoint(tmp_path / "c.pth")
     monkeypatch.setattr(sys, "argv", ["run_recbole"])  # run_recbole's main sets sys.argv for RecBole's Config
@@ -217,11 +217,20 @@ def test_run_recbole_worker_checks_gpus_before_recbole_asserts(tiny_data, monkey
 
 
 def test_use_gpu_false_picks_gloo_on_a_gpu_machine(monkeypatch):
-    from recbole_hllm.distributed.recbole_fixes import choose_backend
+    from recbole_hllm.integration.distributed_fixes import choose_backend
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_backend("auto") == "nccl" and choose_backend("auto", use_gpu=False) == "gloo"
     check_process_count(2, "cpu", 0)  # what such a run then checks: no GPU per process
+
+
+def test_valid_metric_may_name_a_generation_metric_only_with_generate_on_valid():
+    from recbole_hllm.config import check_valid_metric
+
+    check_valid_metric({"valid_metric": "NDCG@10", "generate_on_valid": False}, ["rouge-l"])
+    check_valid_metric({"valid_metric": "ROUGE-L", "generate_on_valid": True}, ["rouge-l"])
+    with pytest.raises(ValueError, match="valid_metric = 'ROUGE-L' is a generation metric: set generate_on_valid: True"):
+        check_valid_metric({"valid_metric": "ROUGE-L", "generate_on_valid": False}, ["rouge-l"])
 
 
 # -- misspelled config keys ------------------------------------------------------------------------------------

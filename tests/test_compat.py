@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_hllm import compat
+from recbole_hllm.integration import compat
 
 from conftest import run_python as _python
 
@@ -92,7 +92,7 @@ def test_flops_skipped_for_plugin_models_only():
     import recbole.quick_start.quick_start as qs
     import recbole.utils
 
-    from recbole_hllm.registry import REGISTRY, is_plugin_model
+    from recbole_hllm.integration.registry import REGISTRY, is_plugin_model
 
     assert qs.get_flops.__wrapped__ is recbole.utils.get_flops  # installed where run_recbole looks
     calls = []
@@ -208,3 +208,30 @@ def test_recbole_pandas_warnings_are_silenced_and_others_still_show(tiny_data):
         warnings.simplefilter("always")
         create_dataset(config)
     assert any(compat.RECBOLE_PANDAS_WARNINGS[0] in str(w.message) for w in unfixed)
+
+
+# -- the tables of fixes -----------------------------------------------------------------------------------
+def test_every_fix_names_a_test_that_exists_and_is_applied_once():
+    from pathlib import Path
+
+    from recbole_hllm.integration import distributed_fixes
+
+    fixes = compat.FIXES + distributed_fixes.FIXES
+    assert len({fix.name for fix in fixes}) == len(fixes)
+    for fix in fixes:
+        path, _, name = fix.test.partition("::")
+        assert f"\ndef {name}(" in (Path(__file__).resolve().parents[1] / path).read_text(), fix.name
+        assert fix.why and callable(fix.apply)
+    assert compat.apply_all() == {} and distributed_fixes.apply_all() == {}  # import recbole_hllm applied them
+
+
+def test_one_wrapper_of_set_default_parameters_runs_every_step():
+    from recbole.config import Config
+
+    from recbole_hllm.integration import patching, registry
+
+    wrapper = Config._set_default_parameters
+    assert patching.is_ours(wrapper) and not patching.is_ours(wrapper.__wrapped__)
+    assert patching._DEFAULT_STEPS == [compat._no_negatives_for_ce_loss, registry._use_shipped_dataset]
+    patching.before_default_parameters(compat._no_negatives_for_ce_loss)  # again: nothing changes
+    assert Config._set_default_parameters is wrapper and len(patching._DEFAULT_STEPS) == 2

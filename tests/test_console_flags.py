@@ -12,9 +12,9 @@ from pathlib import Path
 from recbole.quick_start import run_recbole
 from rouge_score import rouge_scorer
 
+from recbole_hllm.chat.openai_client import OpenAIChatBackend
+from recbole_hllm.chat.openai_server import ChatServer
 from recbole_hllm.construction.builder import paths_for
-from recbole_hllm.llm.openai_chat import OpenAIChatBackend
-from recbole_hllm.llm.openai_server import ChatServer
 
 from conftest import console_script, subprocess_env, tiny_creator_config, write_tiny_dataset
 from test_construction import ScriptedBackend

@@ -8,12 +8,12 @@ import re
 import pytest
 from conftest import write_tiny_dataset
 
+from recbole_hllm.chat.backend import ChatBackend, ChatReply
 from recbole_hllm.construction.builder import BuildOptions, CreativeBuilder, paths_for
 from recbole_hllm.construction.factcheck import FactCheckRules, check_title
 from recbole_hllm.construction.journal import JournalMismatch
 from recbole_hllm.construction.prompts import load_settings
 from recbole_hllm.construction.schema import SchemaError, parse_reply
-from recbole_hllm.llm.chat import ChatBackend, ChatReply
 
 SETTINGS = load_settings()
 RULES = FactCheckRules.from_settings(SETTINGS)
@@ -241,8 +241,8 @@ def test_unknown_user_ids_are_named(tiny_source, tmp_path):
 
 # --- real backends -----------------------------------------------------------------
 def test_local_backend_decodes_under_the_json_schema(tiny_chat_model):
-    from recbole_hllm.llm.chat import ChatRequest
-    from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.chat.backend import ChatRequest
+    from recbole_hllm.chat.local import LocalChatBackend
 
     backend = LocalChatBackend(str(tiny_chat_model), batch_size=2, stop_at_json=True)
     messages = [{"role": "user", "content": f"is it consistent? {i}"} for i in range(3)]
@@ -265,8 +265,8 @@ def _cli_args(tmp_path, out, *extra):
 def test_cli_builds_through_an_openai_compatible_server(tiny_source, tmp_path, capsys, monkeypatch):
     """hllm-build-creatives --backend openai against hllm-serve's server on loopback: the
     whole chain (profile, rewrite with a repair re-ask, verdict) goes over real HTTP."""
-    from recbole_hllm.construction.cli import main
-    from recbole_hllm.llm.openai_server import ChatServer
+    from recbole_hllm.chat.openai_server import ChatServer
+    from recbole_hllm.cli.build_creatives import main
 
     out = tmp_path / "served.creative"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
@@ -287,7 +287,7 @@ def test_cli_builds_through_an_openai_compatible_server(tiny_source, tmp_path, c
 def test_cli_builds_with_the_local_backend(tiny_chat_model, tmp_path, capsys):
     """The local backend end to end (a random model: its replies are schema-valid JSON of
     nonsense, so rows end rejected; what matters is that every pair is accounted for)."""
-    from recbole_hllm.construction.cli import main
+    from recbole_hllm.cli.build_creatives import main
 
     out = tmp_path / "local.creative"
     code = main(_cli_args(tmp_path, out, "--model", str(tiny_chat_model), "--set", "examples={}",
@@ -301,7 +301,7 @@ def test_cli_builds_with_the_local_backend(tiny_chat_model, tmp_path, capsys):
 
 
 def test_cli_reports_a_missing_dataset(tmp_path, capsys):
-    from recbole_hllm.construction.cli import main
+    from recbole_hllm.cli.build_creatives import main
 
     assert main(["--dataset", "nowhere", "--data-path", str(tmp_path), "--no-progress"]) == 2
     assert "nowhere" in capsys.readouterr().err

@@ -262,8 +262,8 @@ def test_missing_creative_file_says_where_and_how(tiny_data):
 def test_tokenizer_without_pad_token_is_handled(tmp_path):
     from transformers import AutoTokenizer
 
-    from recbole_hllm.llm.backbone import BackboneSpec, load_tokenizer
-    from recbole_hllm.llm.embedded import embedded_model_dir
+    from recbole_hllm.backbones.backbone import BackboneSpec, load_tokenizer
+    from recbole_hllm.backbones.embedded import embedded_model_dir
 
     source = embedded_model_dir("minilm")
     tok = AutoTokenizer.from_pretrained(source)
@@ -293,7 +293,7 @@ def test_checkpoint_round_trip_and_generate_cli(tiny_creative_data, tmp_path):
     users = test.dataset.id2token("user_id", feat["user_id"][:3].numpy())
     assert generated == [by_user[str(u)] for u in users]  # the reloaded model writes the same titles
     # two worker processes (gloo), one user per batch: each rank writes some, rank 0 the whole table
-    out = subprocess.run([sys.executable, "-m", "recbole_hllm.inference.generate", "--checkpoint", str(checkpoint),
+    out = subprocess.run([sys.executable, "-m", "recbole_hllm.cli.generate", "--checkpoint", str(checkpoint),
                           "--users", ",".join(map(str, users)), "--out", str(tmp_path / "g.jsonl"),
                           "--nproc", "2", "--batch-size", "1"],
                          capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(tmp_path), timeout=240)
@@ -301,7 +301,7 @@ def test_checkpoint_round_trip_and_generate_cli(tiny_creative_data, tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "g.jsonl")]
     assert [r["generated"] for r in rows] == [by_user[str(u)] for u in users]
     assert not list(tmp_path.glob("g.jsonl.parts*"))  # every rank's parts file is removed at the end
-    bad = subprocess.run([sys.executable, "-m", "recbole_hllm.inference.generate", "--checkpoint", str(checkpoint),
+    bad = subprocess.run([sys.executable, "-m", "recbole_hllm.cli.generate", "--checkpoint", str(checkpoint),
                           "--users", "nobody"], capture_output=True, text=True, cwd=tmp_path,
                          env=subprocess_env(tmp_path), timeout=240)
     assert bad.returncode == 2 and "unknown user_id values: nobody" in bad.stderr

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_hllm.distributed.launch import DistributedRunError, spawn
+from recbole_hllm.integration.launch import DistributedRunError, spawn
 
 from conftest import build_model, tiny_config, tiny_creator_config, write_tiny_dataset
 
@@ -106,7 +106,7 @@ def test_losses_and_item_table_are_the_global_batchs(tmp_path):
 
 
 def test_backend_choice():
-    from recbole_hllm.distributed.recbole_fixes import choose_backend
+    from recbole_hllm.integration.distributed_fixes import choose_backend
 
     assert choose_backend("gloo") == "gloo"
     assert choose_backend("auto") == ("nccl" if torch.cuda.is_available() else "gloo")
@@ -141,7 +141,7 @@ def test_two_process_creator_run_matches_one_process(tmp_path):
     rounding: the stated tolerance is 1e-3 on every metric."""
     from recbole.quick_start import load_data_and_model, run_recbole
 
-    from recbole_hllm.distributed.launch import run
+    from recbole_hllm.integration.launch import run
     from recbole_hllm.trainer import HLLMCreatorTrainer
 
     data = write_tiny_dataset(tmp_path / "data", n_users=25, creative=True).parent  # odd: 13 + 12 users

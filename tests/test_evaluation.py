@@ -7,9 +7,9 @@ import json
 import pytest
 from conftest import write_tiny_dataset
 
+from recbole_hllm.chat.backend import ChatBackend, ChatReply
 from recbole_hllm.evaluation.generation import ALL_METRICS, TitleRecord, score_titles
 from recbole_hllm.evaluation.judge import JudgeCase, PairwiseJudge, outcome
-from recbole_hllm.llm.chat import ChatBackend, ChatReply
 
 AD = "Velaform Lite Orange Juice, category: drinks, description: 0 sugar, rich in vitamins"
 
@@ -131,9 +131,9 @@ def test_a_position_biased_judge_yields_only_same():
 
 # --- hllm-eval --------------------------------------------------------------------
 def test_hllm_eval_scores_systems_and_judges_over_http(tmp_path, capsys):
+    from recbole_hllm.chat.openai_server import ChatServer
+    from recbole_hllm.cli.evaluate import main
     from recbole_hllm.construction.source import load_source
-    from recbole_hllm.evaluation.cli import main
-    from recbole_hllm.llm.openai_server import ChatServer
 
     write_tiny_dataset(tmp_path, n_users=4)
     config = tmp_path / "tiny.yaml"

@@ -7,9 +7,9 @@ import pytest
 import torch
 from recbole.quick_start import run_recbole
 
+from recbole_hllm.cli.generate import main as generate_main
 from recbole_hllm.inference.clustered import InferenceSettings, personalise
 from recbole_hllm.inference.clustering import ClusteringError, cluster_users
-from recbole_hllm.inference.generate import main as generate_main
 from recbole_hllm.inference.pruning import PruneRule
 
 from conftest import tiny_config, tiny_creator_config

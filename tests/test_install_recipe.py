@@ -34,7 +34,7 @@ def _setup_kwargs() -> dict:
 
 
 def test_missing_recbole_is_one_line_that_names_the_recipe(tmp_path):
-    out = run_python(HIDE_RECBOLE + "from recbole_hllm.cli import main\n"
+    out = run_python(HIDE_RECBOLE + "from recbole_hllm.cli.run_recbole import main\n"
                      "sys.exit(main(['--model=HLLM', '--epochs=1']))", tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().splitlines() == [f"run_recbole: error: {RECBOLE_MISSING}"]

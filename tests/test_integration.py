@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 from recbole.quick_start import run_recbole
 
-from recbole_hllm.llm.embedded import embedded_model_dir
+from recbole_hllm.backbones.embedded import embedded_model_dir
 
 from conftest import tiny_config
 

@@ -16,10 +16,10 @@ from typing import Self
 
 import pytest
 
-from recbole_hllm.llm import openai_server
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
-from recbole_hllm.llm.openai_chat import OpenAIChatBackend
-from recbole_hllm.llm.openai_server import ChatServer
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
+from recbole_hllm.chat.openai_client import OpenAIChatBackend
+from recbole_hllm.chat.openai_server import ChatServer
+from recbole_hllm.cli import serve
 
 FAKE_KEY = "sk-test-DO-NOT-LEAK-4242"
 
@@ -147,7 +147,7 @@ class RecordingBackend(ChatBackend):
 
 
 def test_end_to_end_local_model_batched(tiny_chat_model):
-    from recbole_hllm.llm.local_chat import LocalChatBackend
+    from recbole_hllm.chat.local import LocalChatBackend
 
     local = LocalChatBackend(str(tiny_chat_model), batch_size=4)
     recording = RecordingBackend(local)
@@ -182,8 +182,8 @@ def test_hllm_serve_main_serves_until_interrupted(tiny_chat_model, monkeypatch, 
         answers.extend(OpenAIChatBackend(base_url=url, model="tiny").chat([ask("hello", 3)]))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(openai_server, "_wait_forever", one_call_then_ctrl_c)
-    assert openai_server.main(["--model", str(tiny_chat_model), "--port", "0", "--batch-size", "2"]) == 0
+    monkeypatch.setattr(serve, "_wait_forever", one_call_then_ctrl_c)
+    assert serve.main(["--model", str(tiny_chat_model), "--port", "0", "--batch-size", "2"]) == 0
     assert answers[0].ok and answers[0].completion_tokens > 0
     assert "stopped after 1 requests" in capsys.readouterr().err
 

@@ -54,14 +54,14 @@ def _fresh_env_with_wheel(tmp_path: Path) -> Path:
 
 
 def test_wheel_install_imports_every_module_and_runs_the_console_script(tmp_path):
-    assert "recbole_hllm.distributed.launch" in MODULES and len(MODULES) > 40
+    assert "recbole_hllm.integration.launch" in MODULES and len(MODULES) > 40
     env_dir = _fresh_env_with_wheel(tmp_path)
     code = (
         "import importlib, recbole_hllm\n"
         f"for name in {MODULES!r}:\n"
         "    module = importlib.import_module(name)\n"
         "    assert '/env/' in module.__file__, (name, module.__file__)\n"
-        "from recbole_hllm.registry import properties_dir\n"
+        "from recbole_hllm.config import properties_dir\n"
         "from recbole.config import Config\n"
         "print('PROPS', properties_dir())\n"
         "print('USER_LLM', Config(model='HLLM', dataset='ml-100k', config_dict={'state': 'ERROR'})['user_llm'])\n"

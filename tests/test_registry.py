@@ -7,7 +7,7 @@ from recbole.config import Config
 from recbole.utils import get_model, get_trainer
 
 import recbole_hllm
-from recbole_hllm import registry
+from recbole_hllm.integration import registry
 
 
 def test_get_model_resolves_plugin_and_builtin_models():
@@ -54,7 +54,9 @@ def test_yaml_precedence_model_then_dataset_then_user(tiny_data):
 
 
 def test_properties_found():
-    props = registry.properties_dir()
+    from recbole_hllm.config import properties_dir
+
+    props = properties_dir()
     assert (props / "model" / "HLLM.yaml").is_file()
 
 
@@ -64,7 +66,7 @@ def test_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
     (site / "toy_plugin").mkdir(parents=True)
     (site / "toy_plugin" / "__init__.py").write_text(textwrap.dedent("""
         from recbole.model.sequential_recommender.sasrec import SASRec
-        from recbole_hllm.registry import register_model
+        from recbole_hllm.integration.registry import register_model
 
         class ToySASRec(SASRec):
             pass

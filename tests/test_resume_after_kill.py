@@ -14,8 +14,8 @@ from pathlib import Path
 
 from recbole.quick_start import run_recbole
 
+from recbole_hllm.chat.openai_server import ChatServer
 from recbole_hllm.construction.builder import paths_for
-from recbole_hllm.llm.openai_server import ChatServer
 
 from conftest import subprocess_env, tiny_creator_config, write_tiny_dataset
 from test_construction import ScriptedBackend
@@ -115,7 +115,7 @@ SLOW_GENERATE = (
     "    time.sleep(0.15)\n"
     "    return original(self, *args, **kwargs)\n"
     "HLLMCreator.generate_from_user_vectors = slow\n"
-    "from recbole_hllm.inference.generate import main\n"
+    "from recbole_hllm.cli.generate import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

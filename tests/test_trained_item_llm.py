@@ -45,7 +45,7 @@ def test_kept_lower_states_are_the_hidden_states_entering_the_first_trained_laye
     """Checked against the whole frozen model's own ``output_hidden_states``."""
     import dataclasses
 
-    from recbole_hllm.llm.backbone import load_backbone
+    from recbole_hllm.backbones.backbone import load_backbone
 
     model, _, _, _ = _build(tiny_data, backbone, item_llm_trained_layers=2)
     encoder = model.item_encoder

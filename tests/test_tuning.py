@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from recbole_hllm import tuning
+from recbole_hllm.cli import run_hyper
 
 # hyperopt comes with the optional [tune] extra (installed by make setup); a machine
 # without it (e.g. a GPU box with only the runtime wheels) skips these tests
@@ -23,7 +23,7 @@ def test_run_hyper_trains_every_trial_and_reports_the_best(tmp_path, tiny_data, 
     argv = ["--model=HLLM", "--dataset=tiny", f"--config_files={config}", f"--params_file={space}",
             f"--output_file={out}", "--algo", algo, *extra]
     monkeypatch.setattr(sys, "argv", ["run_hyper", *argv])
-    assert tuning.main(argv) == 0
+    assert run_hyper.main(argv) == 0
     printed = capsys.readouterr().out
     assert "best params: {'learning_rate': " in printed and "ndcg@10" in printed
     trials = out.read_text()

@@ -7,9 +7,9 @@ import pytest
 import torch
 from recbole.quick_start import run_recbole
 
+from recbole_hllm.backbones.prefix_cache import KVGeometry
 from recbole_hllm.config import ConfigValueError
 from recbole_hllm.evaluation.u_gain import derangement, sample_rows
-from recbole_hllm.llm.prefix_cache import KVGeometry
 from recbole_hllm.model.hllm_creator import HLLMCreator
 from recbole_hllm.model.schedule import StepPlan
 from recbole_hllm.model.user_conditioning import UserConditioner
@@ -90,7 +90,7 @@ def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
     """generation_dtype: bfloat16 runs the creative LLM's generate under bf16 autocast
     (the weights, the training path and the prefix stay float32); auto resolves to bf16
     exactly where bf16 is native."""
-    from recbole_hllm.llm.backbone import fast_bf16
+    from recbole_hllm.backbones.backbone import fast_bf16
 
     model, _, _, _ = build(tiny_creative_data, user_injection=mode, generation_dtype="bfloat16")
     model.eval()

@@ -6,10 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from recbole_hllm.evaluation.cli import main as hllm_eval
+from recbole_hllm.chat.openai_server import ChatServer
+from recbole_hllm.cli.evaluate import main as hllm_eval
+from recbole_hllm.cli.serve import main as hllm_serve
 from recbole_hllm.inference.clustering import ClusteringError, cluster_users
-from recbole_hllm.llm.openai_server import ChatServer
-from recbole_hllm.llm.openai_server import main as hllm_serve
 
 from conftest import write_tiny_dataset
 from test_evaluation import RuleJudge

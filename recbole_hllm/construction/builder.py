@@ -28,12 +28,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from logging import getLogger
 
+from recbole_hllm.chat.backend import ChatBackend, ChatRequest
 from recbole_hllm.construction.ads import UserTask, plan_tasks, select_users
 from recbole_hllm.construction.factcheck import FactCheckRules, check_title
 from recbole_hllm.construction.journal import Journal
 from recbole_hllm.construction.schema import SCHEMAS, SchemaError, parse_reply
 from recbole_hllm.construction.source import SourceData
-from recbole_hllm.llm.chat import ChatBackend, ChatRequest
 
 
 @dataclass

@@ -11,8 +11,8 @@ import json
 
 import jsonschema
 
+from recbole_hllm.chat.json_text import json_object_end
 from recbole_hllm.errors import UserError
-from recbole_hllm.llm.json_text import json_object_end
 
 # The bounds keep a constrained small model from rambling (and a reply reasonable).
 _STRINGS = {"type": "array", "maxItems": 5, "items": {"type": "string", "maxLength": 80}}

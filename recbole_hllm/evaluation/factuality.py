@@ -9,16 +9,23 @@
   superlative or demographic guess, at most ``max_added_words`` added words, and the
   ad's own words kept.
 ``off_facet`` (ground-truth data only) lives with the other ground-truth metrics.
+
+The construction package is imported on first use, not with this module: the trainer
+imports the metrics, and registering the models should not load data construction.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from recbole_hllm.construction.factcheck import FactCheckRules, check_title, forms, normalise, vocabulary, words
+if TYPE_CHECKING:
+    from recbole_hllm.construction.factcheck import FactCheckRules
 
 
 @lru_cache(maxsize=1)
 def _rules() -> FactCheckRules:
+    """The construction's fact-check rules (``properties/construction/cot.yaml``)."""
+    from recbole_hllm.construction.factcheck import FactCheckRules
     from recbole_hllm.construction.prompts import load_settings
 
     return FactCheckRules.from_settings(load_settings())
@@ -26,6 +33,8 @@ def _rules() -> FactCheckRules:
 
 def supported_share(title: str, ad_text: str) -> float | None:
     """Share of ``title``'s non-function words found in ``ad_text`` (None: no such word)."""
+    from recbole_hllm.construction.factcheck import forms, normalise, vocabulary, words
+
     checkable = [w for w in words(title) if normalise(w) not in _rules().function_words]
     if not checkable:
         return None
@@ -40,6 +49,8 @@ def fact_support(records, truth) -> float | None:
 
 
 def fact_pass(records, truth) -> float | None:
+    from recbole_hllm.construction.factcheck import check_title
+
     if not records:
         return None
     return sum(not check_title(r.generated, r.original, r.ad_text, _rules()) for r in records) / len(records)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from recbole_hllm.llm.chat import ChatBackend, ChatRequest
+from recbole_hllm.chat.backend import ChatBackend, ChatRequest
 
 VERDICT_SCHEMA = {
     "type": "object",

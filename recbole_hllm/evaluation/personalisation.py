@@ -24,7 +24,7 @@ from recbole_hllm.evaluation.overlap import rouge_f1
 def _minilm():
     from transformers import AutoModel, AutoTokenizer
 
-    from recbole_hllm.llm.embedded import embedded_model_dir
+    from recbole_hllm.backbones.embedded import embedded_model_dir
 
     path = embedded_model_dir("minilm")
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

@@ -19,10 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_hllm.data.token_rows import TokenRows, as_token_rows
-from recbole_hllm.distributed.fsdp import shard_decoder_layers
-from recbole_hllm.errors import UserError
-from recbole_hllm.llm.backbone import (
+from recbole_hllm.backbones.backbone import (
     BackboneSpec,
     compute_precision,
     hidden_size,
@@ -30,12 +27,15 @@ from recbole_hllm.llm.backbone import (
     resolve_dtype,
     resolve_generation_dtype,
 )
-from recbole_hllm.llm.prefix_cache import (
+from recbole_hllm.backbones.prefix_cache import (
     KVGeometry,
     allow_checkpointing_with_read_only_cache,
     generation_cache,
     training_cache,
 )
+from recbole_hllm.data.token_rows import TokenRows, as_token_rows
+from recbole_hllm.distributed.fsdp import shard_decoder_layers
+from recbole_hllm.errors import UserError
 from recbole_hllm.model.losses import LossSum
 from recbole_hllm.model.user_conditioning import UserCondition
 

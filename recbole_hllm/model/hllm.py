@@ -16,7 +16,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
-from recbole_hllm.config import validate_config
+from recbole_hllm.config import check_hllm_keys
 from recbole_hllm.data.item_text import build_item_texts
 from recbole_hllm.distributed.context import gather_no_grad, gather_with_grad, global_means
 from recbole_hllm.model.item_encoder import ItemEncoder
@@ -29,7 +29,7 @@ class HLLM(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        validate_config(config)
+        check_hllm_keys(config)
         if config["torch_threads"]:
             torch.set_num_threads(config["torch_threads"])
         self.loss_type = config["hllm_loss"]
@@ -42,9 +42,6 @@ class HLLM(SequentialRecommender):
         self.user_encoder = UserEncoder(config, self.item_encoder.hidden_size, self.device,
                                         keep_token_embeddings=self.reads_user_llm_words(config))
         self.logit_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
-        if self.loss_type == "full_softmax" and not self.item_encoder.frozen:
-            raise ValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
-                             "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
         self.register_buffer("_eval_item_table", None, persistent=False)  # [n_items, H_user], once per eval pass
         self.to(self.device)  # the backbones load onto the device; the small modules and buffers follow
         getLogger(__name__).info("HLLM: %d items with text, e.g. %r", len(item_texts) - 1,

@@ -18,8 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_hllm.config import ConfigValueError, validate_config
-from recbole_hllm.config_creator import CREATOR_RULES
+from recbole_hllm.config import ConfigValueError, check_creator_keys
 from recbole_hllm.data.creative_dataset import CREATIVE_INDEX
 from recbole_hllm.data.item_text import item_field_texts
 from recbole_hllm.data.token_rows import TokenTable
@@ -37,7 +36,7 @@ LOSS_NAMES = ("rec", "creative", "match", "align", "recon")
 
 class HLLMCreator(HLLM):
     def __init__(self, config, dataset):
-        validate_config(config, CREATOR_RULES)
+        check_creator_keys(config)
         super().__init__(config, dataset)
         self.user_prompt_text = config["user_prompt"] or ""
         self.loss_weights = {name: float(config[f"{name}_loss_weight"]) for name in LOSS_NAMES}
@@ -48,14 +47,8 @@ class HLLMCreator(HLLM):
         if not self.use_user_embedding:  # ablation: U never reaches the creative LLM
             self.loss_weights.update(align=0.0, recon=0.0)
         self.match_negatives = config["match_negatives"]
-        if config["user_warmup_epochs"] >= config["epochs"]:
-            raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
-                                   f"{config['epochs']}: the warm-up epochs never train the creative LLM")
         self.condition_space = config["user_condition_space"]
         self.creative_trains_user = bool(config["creative_loss_trains_user"])
-        if config["profile_teacher_rate"] and self.condition_space != "align":
-            raise ConfigValueError("profile_teacher_rate > 0 needs user_condition_space: align (the profile "
-                                   "embedding stands in for the projection of U in the alignment space)")
         self.generation = {k: config[f"generation_{k}"] for k in
                            ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "batch_size")}
 

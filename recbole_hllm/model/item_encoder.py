@@ -30,11 +30,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from recbole_hllm.distributed.context import gather_objects, rank, sum_across_ranks, world_size
-from recbole_hllm.llm.backbone import (BackboneSpec, apply_tuning, compute_precision, describe_precision,
+from recbole_hllm.backbones.backbone import (BackboneSpec, apply_tuning, compute_precision, describe_precision,
                                        load_backbone, load_tokenizer, resolve_dtype, store_mixed_precision)
-from recbole_hllm.llm.embedded import cache_root
-from recbole_hllm.llm.layer_split import keep_bottom_layers, keep_top_layers, layer_inputs
+from recbole_hllm.backbones.embedded import cache_root
+from recbole_hllm.backbones.layer_split import keep_bottom_layers, keep_top_layers, layer_inputs
+from recbole_hllm.distributed.context import gather_objects, rank, sum_across_ranks, world_size
 
 
 class _Hidden:
@@ -298,7 +298,7 @@ def _config_hidden_size(spec: BackboneSpec) -> int:
 
     if spec.source == "random":
         return int(spec.random_config["hidden_size"])
-    from recbole_hllm.llm.backbone import resolve_model_dir
+    from recbole_hllm.backbones.backbone import resolve_model_dir
 
     config = AutoConfig.from_pretrained(resolve_model_dir(spec.source, f"{spec.role}_llm"),
                                         trust_remote_code=spec.trust_remote_code)

@@ -6,7 +6,7 @@
   need billion-scale models: Lester et al. 2021).
 * ``prefix``: U is mapped by a small MLP to a key/value pair at EVERY layer for P
   virtual tokens (prefix tuning, Li & Liang 2021; deep prompts, P-Tuning v2), handed to
-  the model as a pre-filled KV cache (:mod:`recbole_hllm.llm.prefix_cache`). Depth is
+  the model as a pre-filled KV cache (:mod:`recbole_hllm.backbones.prefix_cache`). Depth is
   what small models need: every layer reads U directly.
 * ``both``: the prefix and the soft token.
 
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recbole_hllm.config_creator import INJECTION_MODES  # one list of user_injection's values
-from recbole_hllm.llm.prefix_cache import KVGeometry
+from recbole_hllm.backbones.prefix_cache import KVGeometry
+from recbole_hllm.config import INJECTION_MODES  # one list of user_injection's values
 from recbole_hllm.model.heads import SoftTokenProjector
 
 

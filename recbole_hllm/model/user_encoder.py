@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_hllm.llm.backbone import BackboneSpec, compute_precision, hidden_size, load_backbone, resolve_dtype
+from recbole_hllm.backbones.backbone import BackboneSpec, compute_precision, hidden_size, load_backbone, resolve_dtype
 
 
 class UserEncoder(nn.Module):

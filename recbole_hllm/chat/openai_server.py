@@ -1,8 +1,8 @@
 """OpenAI-compatible chat server (``/v1/chat/completions``) in front of any ChatBackend.
 
-Serving one local model to several clients (``hllm-serve``) lets data-building jobs
+Serving one local model to several clients (``hllm-serve``: :mod:`recbole_hllm.cli.serve`) lets data-building jobs
 share it instead of each loading a copy, and gives the tests a real endpoint for
-:class:`~recbole_hllm.llm.openai_chat.OpenAIChatBackend` without any network.
+:class:`~recbole_hllm.chat.openai_client.OpenAIChatBackend` without any network.
 
 Generation is far cheaper per request in batches, and backends are not thread-safe, so
 handler threads only queue requests: one worker thread takes up to ``max_batch``
@@ -17,25 +17,20 @@ bind to loopback unless the network is trusted.
 """
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import queue
-import signal
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from logging import getLogger
-from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-from recbole_hllm.console import run_console
+from recbole_hllm import old_paths
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
 from recbole_hllm.errors import InvalidInputError
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
 
 logger = getLogger(__name__)
 
@@ -308,71 +303,5 @@ def completion_body(reply: ChatReply, model: str) -> dict:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hllm-serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2", help="an embedded model name or a Hugging Face model directory")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (no authentication: keep it on loopback)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument("--batch-size", type=int, default=8, help="largest batch of requests generated together")
-    parser.add_argument("--batch-wait-ms", type=float, default=20, help="how long a batch waits for more requests")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    parser.add_argument("--served-model-name", default=None, help="name under /v1/models (default: the model's name)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_console("hllm-serve", lambda: _serve(args), debug=args.debug)
-
-
-def _serve(args) -> int:
-    # torch and transformers are imported only when serving
-    from recbole_hllm.llm.local_chat import LocalChatBackend
-
-    backend = LocalChatBackend(args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                               threads=args.threads)
-    try:
-        server = ChatServer(backend, args.host, args.port, max_batch=args.batch_size,
-                            batch_wait_ms=args.batch_wait_ms,
-                            model_name=args.served_model_name or Path(args.model).name)
-    except OSError as exc:  # e.g. the port is taken
-        raise InvalidInputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    if args.host not in LOOPBACK:
-        print(f"hllm-serve: warning: listening on {args.host} without authentication", file=sys.stderr)
-    with server.start(), _stopped_by_sigterm():
-        print(f"hllm-serve: serving {server.model_name} at {server.url} (batch {args.batch_size}); "
-              "Ctrl-C to stop", flush=True)
-        try:
-            _wait_forever()
-        except KeyboardInterrupt:
-            pass
-    print(f"hllm-serve: stopped after {backend.stats.calls} requests, largest batch {server.max_batch_seen}",
-          file=sys.stderr)
-    return 0
-
-
-@contextlib.contextmanager
-def _stopped_by_sigterm():
-    """SIGTERM (a service manager, ``kill``) stops the server as Ctrl-C does, with the
-    summary line; SIGINT alone is not enough, since a shell starting the server in the
-    background without job control makes it ignore SIGINT."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _wait_forever() -> None:
-    while True:
-        time.sleep(3600)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def __getattr__(name):  # the hllm-serve command moved to recbole_hllm.cli.serve (old_paths.MOVED_NAMES)
+    return old_paths.moved_name(__name__, name)

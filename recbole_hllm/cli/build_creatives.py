@@ -17,10 +17,10 @@ from dataclasses import asdict
 
 import yaml
 
+from recbole_hllm.cli.common import add_debug_flag, run_console
 from recbole_hllm.construction.ads import STRATEGIES
 from recbole_hllm.construction.builder import BuildOptions, CreativeBuilder, paths_for
 from recbole_hllm.construction.prompts import load_settings
-from recbole_hllm.console import run_console
 from recbole_hllm.errors import InvalidInputError
 
 
@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     run = p.add_argument_group("run")
     run.add_argument("--restart", action="store_true", help="discard the journal of an earlier run")
     run.add_argument("--no-progress", action="store_true")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
+    add_debug_flag(run)
     return p.parse_args(argv)
 
 
@@ -86,7 +86,7 @@ def settings_from_args(args) -> dict:
 
 
 def make_backend(args):
-    from recbole_hllm.llm.factory import make_chat_backend
+    from recbole_hllm.chat.factory import make_chat_backend
 
     return make_chat_backend(args.backend, args.model, args.base_url, args.api_key_env, args.device,
                              args.batch_size, args.threads, args.seed, args.timeout, args.retries,

@@ -1,7 +1,8 @@
-"""RecBole 1.2.1's distributed mode, made to run without CUDA. Applied by ``import recbole_hllm``.
+"""RecBole 1.2.1's distributed mode, made to run without CUDA: the table :data:`FIXES`.
 
 RecBole's engine (``--nproc``, ``--world_size``, ``--ip``, ``--port``, ``--group_offset``;
-workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixes:
+workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixes,
+applied by :func:`recbole_hllm.integration.install`:
 
 * ``Config._init_device`` always starts an NCCL group and calls
   ``torch.cuda.set_device``, and asserts one ``gpu_id`` per process, so ``nproc > 1``
@@ -12,7 +13,7 @@ workers started with ``torch.multiprocessing.spawn``) is kept; three narrow fixe
   ``dist_backend: auto`` / ``nccl`` RecBole's own code runs, unchanged. Either way a
   process count that cannot run (more GPU processes than GPUs, fewer ``gpu_id`` entries
   than processes for NCCL) fails first, with one line that says what to pass
-  (:func:`~recbole_hllm.distributed.launch.check_process_count`), not with RecBole's
+  (:func:`~recbole_hllm.integration.launch.check_process_count`), not with RecBole's
   bare ``assert`` or CUDA's ``invalid device ordinal``.
 * ``AbstractTrainer.__init__`` wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which DDP refuses for a CPU module; on the CPU the
@@ -30,6 +31,9 @@ import datetime
 import torch
 
 from recbole_hllm.config import BACKENDS  # one list of dist_backend's values
+from recbole_hllm.integration import patching
+from recbole_hllm.integration.patching import Fix
+from recbole_hllm.integration.registry import is_plugin_model_name
 
 
 def choose_backend(requested: str | None, use_gpu: bool = True) -> str:
@@ -51,7 +55,7 @@ def gloo_device_init(original):
             return original(self)
         backend = choose_backend(final.get("dist_backend"), final.get("use_gpu", True))
         use_cuda = backend == "nccl" or (torch.cuda.is_available() and final.get("use_gpu", True))
-        from recbole_hllm.distributed.launch import check_process_count
+        from recbole_hllm.integration.launch import check_process_count
 
         check_process_count(final["nproc"], "cuda" if use_cuda else "cpu",
                             torch.cuda.device_count() if use_cuda else 0,
@@ -71,7 +75,6 @@ def gloo_device_init(original):
         if local_rank != 0:  # as RecBole: only rank 0 logs
             final.update(state="error", show_progress=False, verbose=False)
 
-    _init_device._recbole_hllm = True
     return _init_device
 
 
@@ -90,7 +93,6 @@ def cpu_ddp_trainer_init(original):
         self.model = model
         self.distributed_model = DistributedDataParallel(model)  # CPU: no device_ids
 
-    __init__._recbole_hllm = True
     return __init__
 
 
@@ -130,18 +132,44 @@ def unpadded_eval_shards(original, is_plugin_model):
         with _sampler_class(StridedShardSampler):
             return original(self, config, dataset, sampler, shuffle)
 
-    __init__._recbole_hllm = True
     return __init__
 
 
-def apply(is_plugin_model) -> None:
+def start_gloo_groups_without_cuda() -> None:
     from recbole.config import Config
-    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
+
+    patching.replace(Config, "_init_device", gloo_device_init)
+
+
+def wrap_cpu_models_in_ddp_without_device_ids() -> None:
     from recbole.trainer.trainer import AbstractTrainer
 
-    if not getattr(Config._init_device, "_recbole_hllm", False):
-        Config._init_device = gloo_device_init(Config._init_device)
-    if not getattr(AbstractTrainer.__init__, "_recbole_hllm", False):
-        AbstractTrainer.__init__ = cpu_ddp_trainer_init(AbstractTrainer.__init__)
-    if not getattr(AbstractDataLoader.__init__, "_recbole_hllm", False):
-        AbstractDataLoader.__init__ = unpadded_eval_shards(AbstractDataLoader.__init__, is_plugin_model)
+    patching.replace(AbstractTrainer, "__init__", cpu_ddp_trainer_init)
+
+
+def shard_plugin_evaluation_without_padding() -> None:
+    from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
+
+    patching.replace(AbstractDataLoader, "__init__",
+                     lambda original: unpadded_eval_shards(original, is_plugin_model_name))
+
+
+T = "tests/test_distributed.py::"
+FIXES = [
+    Fix("gloo_groups", "Config._init_device always starts an NCCL group and calls torch.cuda.set_device, so nproc > 1 "
+        "dies without CUDA; with no CUDA, use_gpu: False or dist_backend: gloo the group is gloo, and a process "
+        "count that cannot run fails first with one line", "tests/test_bad_input.py::"
+        "test_run_recbole_worker_checks_gpus_before_recbole_asserts", start_gloo_groups_without_cuda),
+    Fix("cpu_ddp", "AbstractTrainer wraps the model in DistributedDataParallel(model, device_ids=[local_rank]), which "
+        "DDP refuses for a CPU module; on the CPU the wrapper has no device_ids",
+        T + "test_two_process_creator_run_matches_one_process", wrap_cpu_models_in_ddp_without_device_ids),
+    Fix("unpadded_eval_shards", "torch's DistributedSampler pads the last shard with repeated users, so metrics count "
+        "some users twice; for the plugin's models, whose trainer gathers every rank's rankings, evaluation shards "
+        "are strided without padding", T + "test_two_process_creator_run_matches_one_process",
+        shard_plugin_evaluation_without_padding),
+]
+
+
+def apply_all() -> dict:
+    """Apply every fix of :data:`FIXES` once."""
+    return patching.apply_fixes(FIXES)

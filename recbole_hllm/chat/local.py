@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from recbole_hllm.backbones.backbone import resolve_dtype, resolve_model_dir
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
+from recbole_hllm.chat.constrained import SchemaConstraint
+from recbole_hllm.chat.json_text import json_object_end
 from recbole_hllm.errors import InvalidInputError
-from recbole_hllm.llm.backbone import resolve_dtype, resolve_model_dir
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
-from recbole_hllm.llm.constrained import SchemaConstraint
-from recbole_hllm.llm.json_text import json_object_end
 
 
 class LocalChatBackend(ChatBackend):

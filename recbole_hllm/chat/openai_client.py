@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from logging import getLogger
 
-from recbole_hllm.llm.chat import ChatBackend, ChatReply, ChatRequest
+from recbole_hllm.chat.backend import ChatBackend, ChatReply, ChatRequest
 
 logger = getLogger(__name__)
 

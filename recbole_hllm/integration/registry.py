@@ -21,7 +21,9 @@ from importlib import metadata
 from logging import getLogger
 from pathlib import Path
 
+from recbole_hllm.config import BASE_KEY, shipped_datasets_dir, warn_misspelled_keys
 from recbole_hllm.errors import UserError
+from recbole_hllm.integration import patching
 
 ENTRY_POINT_GROUP = "recbole_hllm.models"
 RECBOLE_MODEL_KINDS = (
@@ -52,7 +54,7 @@ def register_later(registration) -> None:
     """Queue ``registration()`` (a callable that calls :func:`register_model`).
 
     The plugin's models import RecBole, and RecBole's first import is what registers
-    them (``recbole_hllm/__init__.py``): when that first import comes from inside one
+    them (:func:`recbole_hllm.integration.install`): when that first import comes from inside one
     of the plugin's own modules, registering at once would import that half-run module
     again. Queued registrations run at RecBole's first model, trainer, dataset or yaml
     lookup (:func:`ensure_registered`), when every import has finished.
@@ -90,47 +92,28 @@ def _registering_getattr(module):
     return __getattr__
 
 
-def properties_dir() -> Path:
-    """The plugin's ``properties/`` folder, from a wheel install or a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "properties", here.parent / "properties"):
-        if (candidate / "model").is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"recbole_hllm's properties/ folder was found neither in {here / 'properties'} "
-        f"nor in {here.parent / 'properties'}; the installation is incomplete."
-    )
-
-
-def shipped_datasets_dir() -> Path | None:
-    """The repository's ``dataset/`` folder (installed as ``recbole_hllm/datasets``)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "datasets", here.parent / "dataset"):
-        if candidate.is_dir():
-            return candidate
-    return None
+def patch_name_lookups() -> None:
+    """Every place RecBole resolves a model name or its files: ``get_model``, the yaml
+    files a ``Config`` reads, the shipped datasets' path, trainer and dataset classes."""
+    patch_get_model()
+    patch_config_yaml_loading()
+    patch_shipped_dataset_path()
+    patch_lookups_to_register_first()
 
 
 def patch_shipped_dataset_path() -> None:
     """Find the datasets this package ships (e.g. ``ads-synth``) when the user gave no
     ``data_path`` and RecBole's default ``dataset/<name>`` does not hold them."""
-    from recbole.config import Config
+    patching.before_default_parameters(_use_shipped_dataset)
 
-    original = Config._set_default_parameters
-    if getattr(original, "_recbole_hllm_shipped", False):
-        return
 
-    def _set_default_parameters(self):
-        shipped = shipped_datasets_dir()
-        final = self.final_config_dict
-        if (shipped is not None and "data_path" not in self.external_config_dict
-                and (shipped / self.dataset).is_dir()
-                and not os.path.isdir(os.path.join(final["data_path"], self.dataset))):
-            final["data_path"] = str(shipped)
-        return original(self)
-
-    _set_default_parameters._recbole_hllm_shipped = True
-    Config._set_default_parameters = _set_default_parameters
+def _use_shipped_dataset(config) -> None:
+    shipped = shipped_datasets_dir()
+    final = config.final_config_dict
+    if (shipped is not None and "data_path" not in config.external_config_dict
+            and (shipped / config.dataset).is_dir()
+            and not os.path.isdir(os.path.join(final["data_path"], config.dataset))):
+        final["data_path"] = str(shipped)
 
 
 def register_model(model_class, trainer_class=None, dataset_class=None, properties=None):
@@ -227,7 +210,7 @@ def patch_get_model() -> None:
     import recbole.utils.utils
 
     original = recbole.utils.utils.get_model
-    if getattr(original, "_recbole_hllm", False):
+    if patching.is_ours(original):
         return
     recbole_names = {n.lower(): n for n in recbole_model_names()}
 
@@ -243,8 +226,7 @@ def patch_get_model() -> None:
         except (ValueError, AttributeError):
             raise unknown_model_error(model_name) from None
 
-    get_model._recbole_hllm = True
-    get_model.__wrapped__ = original
+    patching.mark(get_model, original)
     for module in (recbole.utils, recbole.utils.utils, recbole.config.configurator, recbole.quick_start.quick_start):
         module.get_model = get_model
 
@@ -261,50 +243,52 @@ def patch_config_yaml_loading() -> None:
     """
     from recbole.config import Config
 
-    original = Config._load_internal_config_dict
-    if getattr(original, "_recbole_hllm", False):
-        return
+    patching.replace(Config, "_load_internal_config_dict", _reading_plugin_yaml)
 
+
+def _reading_plugin_yaml(original):
     def _load_internal_config_dict(self, model, model_class, dataset):
-        model_yaml = _plugin_model_yaml(model)
-        dataset_yaml = _plugin_dataset_yaml(dataset)
+        model_yaml, dataset_yaml = _plugin_model_yaml(model), _plugin_dataset_yaml(dataset)
         if model_yaml is None and dataset_yaml is None:
             return original(self, model, model_class, dataset)
-        recbole_props = Path(importlib.util.find_spec("recbole").submodule_search_locations[0]) / "properties"
-        sample_file = os.path.realpath(recbole_props / "dataset" / "sample.yaml")
-        recbole_dataset_file = os.path.realpath(recbole_props / "dataset" / f"{dataset}.yaml")
-        has_recbole_dataset = os.path.isfile(recbole_dataset_file)
-        update = Config._update_internal_config_dict.__get__(self)
-
-        def update_with_plugin_files(file):
-            real = os.path.realpath(file)
-            if real == sample_file and model_yaml is not None:
-                for path in _with_bases(model_yaml):
-                    update(str(path))
-                self.internal_config_dict.pop(BASE_KEY, None)
-            result = update(file)
-            after_dataset = real == recbole_dataset_file or (real == sample_file and not has_recbole_dataset)
-            if after_dataset and dataset_yaml is not None:
-                loaded = update(str(dataset_yaml)) or {}
-                self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
-            return result
-
-        self._update_internal_config_dict = update_with_plugin_files
+        self._update_internal_config_dict = _with_plugin_files(self, model_yaml, dataset_yaml, dataset)
         try:
             result = original(self, model, model_class, dataset)
         finally:
             del self._update_internal_config_dict
         if model_yaml is not None and self.external_config_dict.get("local_rank", 0) == 0:  # one rank warns
-            from recbole_hllm.config import warn_misspelled_keys
-
             warn_misspelled_keys(self.external_config_dict, self.internal_config_dict)
         return result
 
-    _load_internal_config_dict._recbole_hllm = True
-    Config._load_internal_config_dict = _load_internal_config_dict
+    return _load_internal_config_dict
 
 
-BASE_KEY = "_base_"
+def _with_plugin_files(config, model_yaml: Path | None, dataset_yaml: Path | None, dataset: str):
+    """``config``'s ``_update_internal_config_dict(file)``, which also reads the plugin's
+    model yaml (and its bases) right before RecBole's sample step, and its dataset yaml
+    right after RecBole's dataset step (after the sample step when RecBole has none)."""
+    from recbole.config import Config
+
+    recbole_props = Path(importlib.util.find_spec("recbole").submodule_search_locations[0]) / "properties"
+    sample_file = os.path.realpath(recbole_props / "dataset" / "sample.yaml")
+    recbole_dataset_file = os.path.realpath(recbole_props / "dataset" / f"{dataset}.yaml")
+    has_recbole_dataset = os.path.isfile(recbole_dataset_file)
+    update = Config._update_internal_config_dict.__get__(config)
+
+    def update_with_plugin_files(file):
+        real = os.path.realpath(file)
+        if real == sample_file and model_yaml is not None:
+            for path in _with_bases(model_yaml):
+                update(str(path))
+            config.internal_config_dict.pop(BASE_KEY, None)
+        result = update(file)
+        after_dataset = real == recbole_dataset_file or (real == sample_file and not has_recbole_dataset)
+        if after_dataset and dataset_yaml is not None:
+            loaded = update(str(dataset_yaml)) or {}
+            config.parameters["Dataset"] += [k for k in loaded if k not in config.parameters["Dataset"]]
+        return result
+
+    return update_with_plugin_files
 
 
 def _with_bases(model_yaml: Path) -> list[Path]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
+from recbole_hllm.chat.backend import ChatBackend
 from recbole_hllm.errors import InvalidInputError
-from recbole_hllm.llm.chat import ChatBackend
 
 
 def make_chat_backend(kind: str, model: str | None = None, base_url: str | None = None,
@@ -15,12 +15,12 @@ def make_chat_backend(kind: str, model: str | None = None, base_url: str | None 
     """``local``: ``model`` is ``smollm2`` (default) or a HF directory; ``openai``: ``model``
     is the served name; the API key is read from ``$<api_key_env>`` only."""
     if kind == "local":
-        from recbole_hllm.llm.local_chat import LocalChatBackend
+        from recbole_hllm.chat.local import LocalChatBackend
 
         return LocalChatBackend(model or "smollm2", device=device, batch_size=batch_size, threads=threads,
                                 stop_at_json=True, seed=seed, model_setting=model_setting)
     if kind == "openai":
-        from recbole_hllm.llm.openai_chat import OpenAIChatBackend
+        from recbole_hllm.chat.openai_client import OpenAIChatBackend
 
         return OpenAIChatBackend(base_url=base_url, model=model, api_key=os.environ.get(api_key_env),
                                  timeout=timeout, max_retries=retries, concurrency=concurrency,

@@ -28,8 +28,8 @@ import os
 import random
 import sys
 
-from recbole_hllm.console import run_console
-from recbole_hllm.errors import InvalidInputError, UserFileNotFoundError
+from recbole_hllm.cli.common import add_debug_flag, run_console
+from recbole_hllm.errors import InvalidInputError
 from recbole_hllm.evaluation.generation import (
     ALL_METRICS,
     GroundTruth,
@@ -38,6 +38,8 @@ from recbole_hllm.evaluation.generation import (
     missing_context,
     score_titles,
 )
+from recbole_hllm.evaluation.predictions import build_records, read_jsonl
+from recbole_hllm.evaluation.report import gallery, markdown
 
 
 def parse_args(argv=None):
@@ -67,66 +69,8 @@ def parse_args(argv=None):
     judge.add_argument("--threads", type=int)
     judge.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
+    add_debug_flag(p)
     return p.parse_args(argv)
-
-
-KEY_ALIASES = {"user": "user_id", "item": "item_id"}  # our name -> RecBole's field name
-
-
-def read_jsonl(path: str, required: tuple) -> list[dict]:
-    """Rows of a JSON-lines file; ``user_id``/``item_id`` are read as ``user``/``item``."""
-    if not os.path.isfile(path):
-        raise UserFileNotFoundError(f"{path}: no such predictions file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
-            for key, alias in KEY_ALIASES.items():
-                if key not in row and alias in row:
-                    row[key] = row[alias]
-            missing = [k if k not in KEY_ALIASES else f"{k} (or {KEY_ALIASES[k]})" for k in required if k not in row]
-            if missing:
-                raise InvalidInputError(f"{path}:{line_no}: missing {', '.join(missing)}")
-            rows.append(row)
-    if not rows:
-        raise InvalidInputError(f"{path}: no predictions")
-    return rows
-
-
-def history_before(clicks: list[str], item: str) -> list[str]:
-    """The clicks before the user's latest click on ``item`` (all clicks if never clicked)."""
-    if item in clicks:
-        return clicks[:len(clicks) - 1 - clicks[::-1].index(item)]
-    return clicks
-
-
-def build_records(rows: list[dict], source, references: dict) -> list[TitleRecord]:
-    """One record per row; its context comes from the row where it has it, else from
-    the dataset ``source`` (None: the row alone)."""
-    records = []
-    for row in rows:
-        user, item = str(row["user"]), str(row["item"])
-        if source is not None and item not in source.titles:
-            raise InvalidInputError(f"item {item!r} is not in dataset {source.name!r}")
-        original, ad_text, history = row.get("original") or "", row.get("ad_text") or "", row.get("history")
-        if source is not None:
-            original = original or source.titles[item]
-            ad_text = ad_text or ", ".join(x for x in (source.titles[item], source.descriptions[item]) if x)
-            if history is None:
-                history = [source.titles[i] for i in history_before(source.histories.get(user, []), item)][-50:]
-        if isinstance(history, str) or not all(isinstance(h, str) for h in history or []):
-            raise InvalidInputError(f"user {user}, item {item}: 'history' must be a list of texts")
-        records.append(TitleRecord(
-            user=user, item=item, generated=str(row.get("generated") or ""),
-            reference=references.get((user, item), row.get("reference") or ""), original=original,
-            history=list(history or []), ad_text=ad_text))
-    return records
 
 
 def systems_from(args, source, references) -> dict[str, list[TitleRecord]]:
@@ -154,67 +98,9 @@ def systems_from(args, source, references) -> dict[str, list[TitleRecord]]:
     return systems
 
 
-def markdown(report: dict) -> str:
-    metrics = [m for m in report["metrics"] if any(m in s for s in report["systems"].values())]
-    where = f" of `{report['dataset']}`" if report["dataset"] else " (no dataset: context from the file)"
-    lines = [f"{report['pairs']} (user, ad) pairs{where}.\n",
-             "| system | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for name, scores in report["systems"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(scores.get(m)) for m in metrics) + " |")
-    if "judge" in report:
-        j = report["judge"]
-        lines += ["", f"Pairwise judge ({j['backend']}): {j['system_1']} vs {j['system_2']} on {j['total']} pairs, "
-                      "each asked in both orders:", "",
-                  "| Good | Same | Bad | Adv | unusable replies |", "|---|---|---|---|---|",
-                  f"| {j['good']} | {j['same']} | {j['bad']} | {j['adv']:.1%} | {j['unusable_replies']} |"]
-    if report.get("skipped"):
-        lines += ["", "Skipped (context missing): " + ", ".join(f"{m} (no {need})" for m, need in
-                                                                 report["skipped"].items())]
-    if report.get("gallery"):
-        lines += ["", f"Gallery ({report['systems_order'][0]}): the same ad written for different users.", ""]
-        for ad in report["gallery"]:
-            lines += [f"**{ad['item']}** original: {ad['original'] or '-'}", "",
-                      "| user | interest | generated | reference |", "|---|---|---|---|"]
-            lines += [f"| {r['user']} | {r['facet'] or '-'} | {_cell(r['generated'])} | {_cell(r['reference'])} |"
-                      for r in ad["rows"]]
-            lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return (text or "-").replace("|", "\\|")
-
-
-def gallery(records: list[TitleRecord], n_ads: int, per_ad: int = 4) -> list[dict]:
-    """Up to ``n_ads`` ads written for several users, those with the most distinct
-    titles first; per ad, up to ``per_ad`` users, one per interest (ground-truth facet)
-    where the data has them, else one per distinct title."""
-    by_ad: dict[str, list[TitleRecord]] = {}
-    for r in records:
-        by_ad.setdefault(r.item, []).append(r)
-    shared = [rows for rows in by_ad.values() if len(rows) > 1]
-    shared.sort(key=lambda rows: (-len({r.generated for r in rows}), rows[0].item))
-    shown = []
-    for rows in shared[:n_ads]:
-        picked, seen = [], set()
-        for r in rows:
-            key = r.truth_facet or r.generated
-            if key not in seen:
-                seen.add(key)
-                picked.append(r)
-        shown.append({"item": rows[0].item, "original": rows[0].original,
-                      "rows": [{"user": r.user, "facet": r.truth_facet, "generated": r.generated,
-                                "reference": r.reference} for r in picked[:per_ad]]})
-    return shown
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.2f}"
-
-
 def run_judge(args, systems: dict) -> dict:
+    from recbole_hllm.chat.factory import make_chat_backend
     from recbole_hllm.evaluation.judge import JudgeCase, PairwiseJudge
-    from recbole_hllm.llm.factory import make_chat_backend
 
     first = next(iter(systems))
     against = "original title" if args.judge_against == "original" else args.judge_against

@@ -1,54 +1,10 @@
-"""Fixes for RecBole 1.2.1 on today's numpy 2 / torch >= 2.6 / setuptools >= 81.
+"""Fixes for RecBole 1.2.1 on today's numpy 2 / torch >= 2.6 / setuptools >= 81 / pandas 2.x.
 
-Each fix is applied once by :func:`apply_all` (called from ``import recbole_hllm``)
-and touches as little as possible:
-
-* numpy aliases: only the aliases numpy 2 removed and RecBole or ray still use are
-  restored; nothing that numpy still defines is overwritten. (RecBole's ``Config``
-  sets some itself, but crashes first on ``np.float_``, and a ``Config`` unpickled
-  from a checkpoint never runs that code.)
-* ``torch.load``: RecBole pickles its ``Config`` inside checkpoints, which torch's
-  ``weights_only=True`` default refuses. Instead of relaxing every load in the
-  process, the name ``torch`` inside RecBole's trainer module is replaced by a proxy
-  whose ``load`` allows pickles (that module only loads checkpoints RecBole itself
-  wrote), and ``load_data_and_model`` relaxes the load of the one file it is given,
-  for the duration of the call. Every other ``torch.load`` keeps the safe default.
-  Those files are checked first (:mod:`recbole_hllm.checkpoint`): a truncated copy or
-  a file that is no checkpoint is one line, and never unpickled.
-* ray: ``recbole.quick_start`` does ``from ray import tune`` at import, which dies
-  without ``pkg_resources``. Ray is only used for hyper-parameter tuning, so when it
-  cannot be imported ``recbole.quick_start`` gets a placeholder whose use raises a
-  clear error; ``import ray`` elsewhere still fails as before. The one exception is
-  ``tune.report``, which RecBole's ``objective_function`` calls after every trial,
-  also in hyperopt tuning: with no ray there is no ray session to report to, so the
-  placeholder's ``report`` does nothing.
-* hyperopt's exhaustive search: RecBole's ``exhaustive_search`` samples with
-  ``np.random.RandomState(seed)``, but hyperopt >= 0.2.7 samples with a numpy
-  ``Generator`` (``rng.integers``): ``'RandomState' object has no attribute 'integers'``.
-  Inside ``recbole.trainer.hyper_tuning`` only, ``RandomState(seed)`` gives
-  ``default_rng(seed)`` when the installed hyperopt is one of those.
-* anomaly mode: ``recbole.model.sequential_recommender.sine`` switches on
-  ``torch.autograd.set_detect_anomaly(True)`` at import, slowing every model ~2x.
-  We switch it back off only when RecBole's import switched it on.
-* CE-loss models: stock ``run_recbole --model=SASRec`` dies on RecBole's own default
-  ``train_neg_sample_args``; when the user left it unset it defaults to None for CE.
-* FLOPs: ``run_recbole`` deep-copies the model to count FLOPs with thop; for LLM
-  backbones that doubles memory, so for this plugin's models it is skipped.
-* pandas warnings: RecBole's dataset code calls ``fillna(inplace=True)`` on a column
-  and ``Series.agg(len)``, and pandas 2.x prints a FutureWarning for each at every
-  dataset load. Both work on the pinned ``pandas<3``; those two messages, from
-  RecBole's data modules only, are silenced. Every other warning still shows.
-* broken atomic files: RecBole reads atomic files with ``encoding`` (default utf-8) and a
-  byte that does not decode ends in a bare ``UnicodeDecodeError``; it now names the
-  file, line and byte, and the ``encoding`` key that reads such files. A header field
-  without ``:type``, a header and no rows, a row with fewer (or more) fields than the
-  header and a float field that holds no number are reported the same way
-  (:mod:`recbole_hllm.data.atomic_files`), where RecBole failed with bare unpack or
-  ``max()`` errors or read the row silently.
-* sequential data without a time field: RecBole sorts every sequential dataset by
-  time and fails with ``[timestamp] is not exist in interaction``; the check now
-  comes first and says what to add (or, when the file has the field, that
-  ``load_col`` leaves it out).
+:data:`FIXES` lists every fix: what it changes, why (the failure it prevents) and the
+test that fails without it. :func:`apply_all` (from :func:`recbole_hllm.integration.install`)
+applies each once. Each touches as little as possible (one RecBole module, class or
+function where it can), and none changes what code outside RecBole gets, numpy's
+restored aliases aside.
 """
 from __future__ import annotations
 
@@ -56,12 +12,14 @@ import os
 import sys
 import types
 import warnings
-from logging import getLogger
 
 import numpy as np
 import torch
 
 from recbole_hllm.errors import UserError
+from recbole_hllm.integration import patching
+from recbole_hllm.integration.patching import Fix
+from recbole_hllm.integration.registry import is_plugin_model
 
 # alias -> what numpy 1.x meant by it. RecBole's Config sets the short ones itself, but
 # a Config unpickled from a checkpoint (load_data_and_model) never runs that code, and
@@ -80,9 +38,6 @@ _REMOVED_NUMPY_ALIASES = {
     "bool": "bool_",
     "long": "int_",
 }
-
-_APPLIED: set[str] = set()
-
 
 def restore_numpy_aliases() -> list[str]:
     """Re-create the numpy 1.x aliases removed in numpy 2 (only the missing ones)."""
@@ -151,8 +106,6 @@ def relax_load_of_given_file(original):
         finally:
             torch.load = real_load
 
-    load_data_and_model._recbole_hllm = True
-    load_data_and_model.__wrapped__ = original
     load_data_and_model.__doc__ = original.__doc__
     return load_data_and_model
 
@@ -164,10 +117,8 @@ def scope_checkpoint_loading() -> None:
     import recbole.trainer.trainer as trainer_module
 
     trainer_module.torch = _TrustedCheckpointTorch()  # resume_checkpoint, evaluate(load_best_model)
-    if not getattr(qs.load_data_and_model, "_recbole_hllm", False):
-        wrapped = relax_load_of_given_file(qs.load_data_and_model)
-        qs.load_data_and_model = wrapped
-        recbole.quick_start.load_data_and_model = wrapped
+    patching.replace(qs, "load_data_and_model", relax_load_of_given_file)
+    recbole.quick_start.load_data_and_model = qs.load_data_and_model
 
 
 class _RayUnavailable(types.ModuleType):
@@ -246,12 +197,11 @@ def flops_counter_skipping(is_plugin_model, original):
     return get_flops
 
 
-def skip_flops_for(is_plugin_model) -> None:
+def skip_flops_for_plugin_models() -> None:
     """Install :func:`flops_counter_skipping` where ``run_recbole`` looks it up."""
     import recbole.quick_start.quick_start as qs
-    import recbole.utils
 
-    qs.get_flops = flops_counter_skipping(is_plugin_model, recbole.utils.get_flops)
+    patching.replace(qs, "get_flops", lambda original: flops_counter_skipping(is_plugin_model, original))
 
 
 def default_no_negatives_for_ce_loss() -> None:
@@ -261,20 +211,13 @@ def default_no_negatives_for_ce_loss() -> None:
     user did not set ``train_neg_sample_args`` and the loss is CE, the default becomes
     None, which is what RecBole's CE models need; a user's explicit value is untouched.
     """
-    from recbole.config import Config
+    patching.before_default_parameters(_no_negatives_for_ce_loss)
 
-    original = Config._set_default_parameters
-    if getattr(original, "_recbole_hllm", False):
-        return
 
-    def _set_default_parameters(self):
-        final = self.final_config_dict
-        if final.get("loss_type") == "CE" and "train_neg_sample_args" not in self.external_config_dict:
-            final["train_neg_sample_args"] = None
-        return original(self)
-
-    _set_default_parameters._recbole_hllm = True
-    Config._set_default_parameters = _set_default_parameters
+def _no_negatives_for_ce_loss(config) -> None:
+    final = config.final_config_dict
+    if final.get("loss_type") == "CE" and "train_neg_sample_args" not in config.external_config_dict:
+        final["train_neg_sample_args"] = None
 
 
 # (message start, as pandas 2.x words it) of the FutureWarnings RecBole's data code triggers
@@ -285,7 +228,7 @@ RECBOLE_PANDAS_WARNINGS = (
 
 
 def silence_recbole_pandas_warnings() -> None:
-    """Ignore exactly RecBole's known pandas FutureWarnings (see the module docstring)."""
+    """Ignore exactly RecBole's known pandas FutureWarnings, raised in RecBole's data modules only."""
     import re
 
     for message in RECBOLE_PANDAS_WARNINGS:
@@ -305,7 +248,7 @@ def _hyperopt_samples_with_generator() -> bool:
 
 class _NumpyForHyperTuning(types.ModuleType):
     """Stands for ``numpy`` inside ``recbole.trainer.hyper_tuning``; only
-    ``random.RandomState`` differs (see the module docstring)."""
+    ``random.RandomState`` differs: a numpy ``Generator`` when hyperopt samples with one."""
 
     def __init__(self):
         super().__init__("numpy")
@@ -352,13 +295,13 @@ def undecodable_position(path: str, encoding: str) -> tuple[int, int, bytes] | N
 def check_atomic_files() -> None:
     """Check an atomic file's structure before RecBole reads it, and turn RecBole's bare
     ``UnicodeDecodeError`` and float conversion errors into errors that name the file,
-    the line and the field (see the module docstring and :mod:`recbole_hllm.data.atomic_files`)."""
+    the line and the field (:mod:`recbole_hllm.data.atomic_files`)."""
     from recbole.data.dataset import Dataset
 
-    original = Dataset._load_feat
-    if getattr(original, "_recbole_hllm", False):
-        return
+    patching.replace(Dataset, "_load_feat", _checking_atomic_file)
 
+
+def _checking_atomic_file(original):
     def _load_feat(self, filepath, source):
         from recbole_hllm.data import atomic_files
 
@@ -384,9 +327,7 @@ def check_atomic_files() -> None:
                 raise
             raise atomic_files.AtomicFileError(explained) from None
 
-    _load_feat._recbole_hllm = True
-    _load_feat.__wrapped__ = original
-    Dataset._load_feat = _load_feat
+    return _load_feat
 
 
 def _header_names(path: str, config) -> list[str] | None:
@@ -404,10 +345,10 @@ def require_time_field_for_sequences() -> None:
     sorts by it, with an error that says what to do."""
     from recbole.data.dataset import SequentialDataset
 
-    original = SequentialDataset.data_augmentation
-    if getattr(original, "_recbole_hllm", False):
-        return
+    patching.replace(SequentialDataset, "data_augmentation", _time_field_checked_first)
 
+
+def _time_field_checked_first(original):
     def data_augmentation(self):
         field = self.time_field
         if field is None or field not in self.inter_feat:
@@ -428,32 +369,49 @@ def require_time_field_for_sequences() -> None:
                 "that holds the order, and make sure load_col loads it.")
         return original(self)
 
-    data_augmentation._recbole_hllm = True
-    data_augmentation.__wrapped__ = original
-    SequentialDataset.data_augmentation = data_augmentation
+    return data_augmentation
 
 
-def apply_all(is_plugin_model) -> dict:
-    """Apply every fix once; returns what each one did (for logs and tests)."""
-    fixes = [  # (name, report key or None, fix)
-        ("numpy", "numpy_aliases", restore_numpy_aliases),
-        ("anomaly", "anomaly_mode_reset", import_recbole_models_without_anomaly_mode),
-        ("ray", "ray_placeholder", import_quick_start_without_ray),
-        ("torch_load", None, scope_checkpoint_loading),
-        ("ce_negatives", None, default_no_negatives_for_ce_loss),
-        ("flops", None, lambda: skip_flops_for(is_plugin_model)),
-        ("pandas_warnings", None, silence_recbole_pandas_warnings),
-        ("time_field", None, require_time_field_for_sequences),
-        ("hyperopt", None, seed_hyperopt_exhaustive_search_with_a_generator),
-        ("atomic_files", None, check_atomic_files),
-    ]
-    report = {}
-    for name, key, fix in fixes:
-        if name in _APPLIED:
-            continue
-        outcome = fix()
-        if key is not None:
-            report[key] = outcome
-        _APPLIED.add(name)
-    getLogger(__name__).debug("recbole compatibility fixes: %s", report)
-    return report
+T = "tests/test_compat.py::"
+FIXES = [
+    Fix("numpy_aliases", "numpy 2 removed np.float_, np.bool8, np.float, ... which RecBole's Config, metrics and data "
+        "code and ray use; only the missing aliases are restored (a Config unpickled from a checkpoint never runs "
+        "RecBole's own alias code)", T + "test_numpy_aliases_restored_only_when_missing", restore_numpy_aliases),
+    Fix("anomaly_mode", "importing RecBole's SINE switches on torch.autograd.set_detect_anomaly(True), slowing every "
+        "model ~2x; it is switched back off only when that import switched it on",
+        T + "test_anomaly_mode_left_off", import_recbole_models_without_anomaly_mode),
+    Fix("ray", "recbole.quick_start imports ray.tune, which dies without pkg_resources (setuptools >= 81); ray is "
+        "only for tuning, so quick_start gets a placeholder whose use raises a clear error and whose report() "
+        "(called after every hyperopt trial) does nothing", T + "test_quick_start_imports_when_ray_is_broken",
+        import_quick_start_without_ray),
+    Fix("torch_load", "torch >= 2.6 loads with weights_only=True and RecBole pickles its Config in checkpoints; only "
+        "RecBole's trainer module and the one file load_data_and_model is given load pickles, after a check of the "
+        "file's structure (recbole_hllm.checkpoint)", T + "test_torch_load_relaxed_only_for_recbole_checkpoints",
+        scope_checkpoint_loading),
+    Fix("ce_negatives", "stock run_recbole --model=SASRec dies on RecBole's own default train_neg_sample_args; "
+        "unset, it defaults to None for CE-loss models", T + "test_ce_loss_models_get_no_training_negatives_by_default",
+        default_no_negatives_for_ce_loss),
+    Fix("flops", "run_recbole deep-copies the model to count FLOPs with thop, which doubles the memory of an LLM "
+        "backbone; skipped for this plugin's models", T + "test_flops_skipped_for_plugin_models_only",
+        skip_flops_for_plugin_models),
+    Fix("pandas_warnings", "RecBole's dataset code triggers two pandas FutureWarnings at every load "
+        "(fillna(inplace=True) on a column, Series.agg(len)); both work on pandas<3, so those two messages from "
+        "RecBole's data modules are silenced and every other warning still shows",
+        T + "test_recbole_pandas_warnings_are_silenced_and_others_still_show", silence_recbole_pandas_warnings),
+    Fix("time_field", "a sequential dataset without a time field ends in '[timestamp] is not exist in interaction'; "
+        "the check comes first and says what to add, or that load_col leaves the field out",
+        T + "test_sequential_model_without_time_field_says_what_to_add", require_time_field_for_sequences),
+    Fix("hyperopt_exhaustive", "RecBole's exhaustive_search seeds np.random.RandomState, but hyperopt >= 0.2.7 calls "
+        "rng.integers; inside recbole.trainer.hyper_tuning only, RandomState(seed) gives default_rng(seed)",
+        T + "test_exhaustive_search_runs_every_combination_on_numpy_2",
+        seed_hyperopt_exhaustive_search_with_a_generator),
+    Fix("atomic_files", "RecBole reads atomic files with no checks: an undecodable byte is a bare UnicodeDecodeError; "
+        "a header field without :type, a short row or a float field holding no number fail with bare unpack or "
+        "max() errors or are read silently; each now names the file, line and field (data/atomic_files.py)",
+        T + "test_undecodable_item_file_names_file_line_and_byte", check_atomic_files),
+]
+
+
+def apply_all() -> dict:
+    """Apply every fix of :data:`FIXES` once; returns what each one did (for logs and tests)."""
+    return patching.apply_fixes(FIXES)

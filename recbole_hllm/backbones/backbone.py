@@ -2,7 +2,7 @@
 
 A backbone comes from one of three sources:
 
-* an embedded default (``smollm2``, ``minilm``; see :mod:`recbole_hllm.llm.embedded`),
+* an embedded default (``smollm2``, ``minilm``; see :mod:`recbole_hllm.backbones.embedded`),
 * a local Hugging Face model directory,
 * ``random``: a randomly initialised model built from ``<role>_llm_config`` (what
   tests use), with the tokenizer of ``<role>_llm_tokenizer``.
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from recbole_hllm.backbones.embedded import EMBEDDED_MODELS, describe_embedded, embedded_model_dir
 from recbole_hllm.errors import UserFileNotFoundError
-from recbole_hllm.llm.embedded import EMBEDDED_MODELS, describe_embedded, embedded_model_dir
 
 TUNING_MODES = ("frozen", "lora", "full")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

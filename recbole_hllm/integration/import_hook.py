@@ -9,6 +9,10 @@ imported, exactly as if they were appended to ``recbole/__init__.py``. If RecBol
 is already imported, they run at once. If it is not installed, that first import
 raises :class:`MissingPackageError` with the given one-line advice instead of Python's
 bare ``No module named``.
+
+:func:`plugin_module_running` says whether one of the plugin's own modules is being
+imported at this moment (:func:`track_imports` follows them): the registration must
+then wait, or it would import that half-run module again.
 """
 from __future__ import annotations
 
@@ -67,3 +71,48 @@ class _AfterInit(importlib.abc.MetaPathFinder):
 
         loader.exec_module = exec_module
         return spec
+
+
+_RUNNING: list[str] = []  # the plugin's modules whose import is under way, outermost first
+
+
+def plugin_module_running() -> bool:
+    """Whether the body of one of the modules :func:`track_imports` follows is running now."""
+    return bool(_RUNNING)
+
+
+def track_imports(prefix: str) -> None:
+    """Follow the imports of modules named ``prefix...`` from now on (once per prefix)."""
+    if not any(isinstance(f, _Tracker) and f.prefix == prefix for f in sys.meta_path):
+        sys.meta_path.insert(0, _Tracker(prefix))
+
+
+class _Tracker(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: asks the other finders, then wraps the loader's ``exec_module``
+    of each module under ``prefix`` so :data:`_RUNNING` holds it while its body runs."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(self.prefix):
+            return None
+        spec = next(filter(None, (finder.find_spec(fullname, path, target) for finder in sys.meta_path
+                                  if finder is not self and hasattr(finder, "find_spec"))), None)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            _follow(spec.loader, fullname)
+        return spec
+
+
+def _follow(loader, name: str) -> None:
+    run_body = loader.exec_module
+
+    def exec_module(module):
+        _RUNNING.append(name)
+        try:
+            run_body(module)
+        finally:
+            _RUNNING.remove(name)
+            del loader.exec_module  # the loader is this module's own: give it back unchanged
+
+    loader.exec_module = exec_module

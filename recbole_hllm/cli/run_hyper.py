@@ -12,7 +12,7 @@ their results are printed and written to ``--output_file``.
 
 ``--tool hyperopt`` (default) needs only hyperopt (``pip install recbole_hllm[tune]``);
 ray is used only with ``--tool ray``. The RecBole fixes this relies on live in
-:mod:`recbole_hllm.compat` (hyperopt's exhaustive search on numpy 2; RecBole's
+:mod:`recbole_hllm.integration.compat` (hyperopt's exhaustive search on numpy 2; RecBole's
 objective reporting to ray when ray is absent).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recbole_hllm.cli import DEFAULT_DATASET  # one table of each model's default dataset
-from recbole_hllm.console import parse_recbole_style, run_console
+from recbole_hllm.cli.common import (add_debug_flag, add_model_and_dataset, config_file_list, default_dataset,
+                                     parse_recbole_style, run_console)
 from recbole_hllm.errors import UserError
 
 ALGOS = ("exhaustive", "random", "bayes")
@@ -30,10 +30,7 @@ ALGOS = ("exhaustive", "random", "bayes")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_hyper", description=__doc__.split("\n")[0],
                                      epilog="Any other --key=value is a fixed RecBole config value for every trial.")
-    parser.add_argument("--model", "-m", default="HLLM", help="model name (default: HLLM)")
-    parser.add_argument("--dataset", "-d", default=None,
-                        help="dataset name (default: ml-100k for HLLM, ads-synth for HLLMCreator)")
-    parser.add_argument("--config_files", default=None, help="space-separated yaml files, fixed for every trial")
+    add_model_and_dataset(parser, config_files_help="space-separated yaml files, fixed for every trial")
     parser.add_argument("--params_file", required=True, help="RecBole search-space file")
     parser.add_argument("--output_file", default="hyper.result", help="where the trials' results are written")
     parser.add_argument("--display_file", default=None, help="an HTML plot of the trials (needs plotly)")
@@ -42,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hyperopt search: every combination, random, or TPE (bayes)")
     parser.add_argument("--max_evals", type=int, default=100, help="trials at most (random/bayes)")
     parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without gain")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of known errors too")
+    add_debug_flag(parser)
     return parser
 
 
@@ -126,8 +123,8 @@ def _tune(args) -> int:
         raise UserFileNotFoundError(f"--params_file {args.params_file}: no such file (one parameter a line, "
                                     "e.g. `learning_rate choice [0.001,0.0001]`)")
 
-    fixed = {"model": args.model, "dataset": args.dataset or DEFAULT_DATASET.get(args.model, "ml-100k")}
-    config_files = args.config_files.strip().split(" ") if args.config_files else None
+    fixed = {"model": args.model, "dataset": args.dataset or default_dataset(args.model)}
+    config_files = config_file_list(args)
     if args.tool == "ray":
         tune_with_ray(args, fixed, config_files)
         return 0
