@@ -78,7 +78,7 @@ def variant_settings(name: str) -> tuple[str, dict]:
     if variant.get("item_llm_dtype") == NATIVE_BF16:
         import torch
 
-        from recbole_hllm.llm.backbone import fast_bf16
+        from recbole_hllm.backbones.backbone import fast_bf16
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         variant = {**variant, "item_llm_dtype": "bfloat16" if fast_bf16(device) else "float32"}

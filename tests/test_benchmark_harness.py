@@ -171,7 +171,7 @@ def test_the_table_lists_unfinished_runs_with_their_progress(tmp_path):
 def test_trained_item_variant_computes_in_bf16_only_where_it_is_native(monkeypatch):
     """bf16 is emulated on a CPU without AVX512-BF16/AMX (an ml-100k step: 42.95 s against 1.86 s
     in float32), so the variant falls back to float32 there, and keeps its run state apart."""
-    from recbole_hllm.llm import backbone
+    from recbole_hllm.backbones import backbone
 
     keys = {}
     for native, dtype in ((True, "bfloat16"), (False, "float32")):
