@@ -6,6 +6,8 @@ RecBole pickles its ``Config`` inside each checkpoint, so these files are loaded
 at the file's structure, so a truncated copy, a text file or some other archive is
 never unpickled and fails with one line (:class:`CheckpointError`) instead of
 ``OSError: [Errno 22] Invalid argument``, ``UnpicklingError`` or ``KeyError: 'config'``.
+A checkpoint saved before a config key was renamed loads with the key under its new
+name (:data:`recbole_hllm.config.RENAMED_KEYS`).
 """
 from __future__ import annotations
 
@@ -78,4 +80,14 @@ def load_checkpoint(path: str, *args, loader=None, **kwargs) -> dict:
         else:
             found = f"a {type(state).__name__}"
         raise _not_one(path, f"the torch file holds {found}, not RecBole's 'config' and 'state_dict'")
+    _rename_old_keys(state["config"])
     return state
+
+
+def _rename_old_keys(config) -> None:
+    """A checkpoint saved before a config key was renamed holds the old name: read it as the new one."""
+    from recbole_hllm.config import rename_old_keys
+
+    final = getattr(config, "final_config_dict", config)
+    if isinstance(final, dict):
+        rename_old_keys(final, warn=False)

@@ -16,6 +16,10 @@ RecBole also keeps any key it is given, so a misspelled one (``--user_llm_layerz
 would train with the default without a word: :func:`warn_misspelled_keys` warns, once
 per key, about a key that neither RecBole nor the plugin knows and that is close to
 one of the plugin's own keys.
+
+A key that is renamed keeps working under its old name (:data:`RENAMED_KEYS`): the
+user's old key is read as the new one with a warning (:func:`rename_old_keys`), and a
+checkpoint saved before the rename loads with its value carried over.
 """
 from __future__ import annotations
 
@@ -134,7 +138,7 @@ _CREATOR_ONLY_RULES = {
     "use_user_embedding": Rule("true or false", _is_bool),
     "creative_user_text": Rule("null or 'profile' (the user's text profile as words at {user})",
                                _one_of("profile"), optional=True),
-    "share_soft_token_projector": Rule("true or false", _is_bool, optional=True),
+    "share_user_conditioner": Rule("true or false", _is_bool, optional=True),
     "user_injection": Rule("'soft_token', 'prefix' or 'both'", _one_of(*INJECTION_MODES)),
     "user_prefix_tokens": Rule("an int >= 1 (virtual tokens of the per-layer user prefix)", _int_at_least(1)),
     "user_prefix_hidden_size": Rule("an int >= 1 (width of the prefix MLP)", _int_at_least(1)),
@@ -239,6 +243,31 @@ def check_valid_metric(config, generation_metrics: Iterable[str]) -> None:
     if config["valid_metric"].lower() in generation_metrics and not config["generate_on_valid"]:
         raise ValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
                          "set generate_on_valid: True (titles are then generated at every validation)")
+
+
+# -- renamed keys --------------------------------------------------------------------------------------
+# old name -> new name. The old name said "soft token" although the map it shares is
+# whichever U -> creative-LLM conditioner user_injection picks (the prefix by default).
+RENAMED_KEYS = {"share_soft_token_projector": "share_user_conditioner"}
+
+
+def rename_old_keys(given: dict, warn: bool = True) -> dict:
+    """Move each old key of ``given`` (a config dict, changed in place) to its new name,
+    with a warning unless ``warn`` is false (a checkpoint's config: the user did not type it).
+    Both names with different values is an error; returns ``given``."""
+    for old, new in RENAMED_KEYS.items():
+        if old not in given:
+            continue
+        value = given.pop(old)
+        if new in given and given[new] != value:
+            raise ConfigValueError(f"{old} = {value!r} and {new} = {given[new]!r}: {old} is the old name of "
+                                   f"{new}; give {new} only")
+        given[new] = value
+        if warn and old not in _WARNED_KEYS:
+            _WARNED_KEYS.add(old)
+            getLogger(__name__).warning("recbole_hllm: config key %r is deprecated and will be removed; it is "
+                                        "read as %r, the name to use from now on", old, new)
+    return given
 
 
 # -- misspelled keys -----------------------------------------------------------------------------------

@@ -145,9 +145,9 @@ class HLLMCreatorTrainer(HLLMTrainer):
 
     def _build_optimizer(self, **kwargs):
         """Give the creative LLM's trainable weights (e.g. LoRA adapters) their own
-        ``creative_learning_rate`` and the soft-token projectors ``projector_learning_rate``;
-        everything else keeps ``learning_rate``. Why: a LoRA adapter and a freshly
-        initialised projector need far larger steps than the pretrained user LLM does."""
+        ``creative_learning_rate`` and the U -> creative-LLM conditioners (soft token and/or
+        prefix) ``projector_learning_rate``; everything else keeps ``learning_rate``. Why: a
+        LoRA adapter and a freshly initialised conditioner need far larger steps than the pretrained user LLM does."""
         lrs = {key: self.config[key] for key in set(self.LR_GROUPS.values())}
         if "params" in kwargs or all(lr is None for lr in lrs.values()):
             return super()._build_optimizer(**kwargs)

@@ -266,3 +266,36 @@ def test_known_keys_do_not_warn(tiny_data, tiny_creative_data, key_warnings):
     Config(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(tiny_creative_data))
     Config(model="SASRec", dataset="tiny", config_dict=tiny_config(tiny_data, user_llm_layerz=3))  # not our model
     assert key_warnings() == []
+
+
+# -- renamed config keys -------------------------------------------------------------------------------------
+def test_old_key_name_is_read_as_the_new_one_with_a_warning(tiny_creative_data, key_warnings):
+    from recbole.config import Config
+
+    config = Config(model="HLLMCreator", dataset="tiny",
+                    config_dict=tiny_creator_config(tiny_creative_data, share_soft_token_projector=True))
+    assert config["share_user_conditioner"] is True and "share_soft_token_projector" not in config.final_config_dict
+    assert key_warnings() == ["recbole_hllm: config key 'share_soft_token_projector' is deprecated and will be "
+                              "removed; it is read as 'share_user_conditioner', the name to use from now on"]
+
+
+def test_old_and_new_key_names_that_disagree_are_an_error(tiny_creative_data):
+    from recbole.config import Config
+
+    from recbole_hllm.config import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="share_soft_token_projector = True and share_user_conditioner = False"):
+        Config(model="HLLMCreator", dataset="tiny", config_dict=tiny_creator_config(
+            tiny_creative_data, share_soft_token_projector=True, share_user_conditioner=False))
+
+
+def test_checkpoint_saved_before_a_rename_loads_under_the_new_name(tiny_creative_data, tmp_path, key_warnings):
+    from recbole.config import Config
+
+    config = Config(model="HLLMCreator", dataset="tiny",
+                    config_dict=tiny_creator_config(tiny_creative_data, share_user_conditioner=True))
+    config.final_config_dict["share_soft_token_projector"] = config.final_config_dict.pop("share_user_conditioner")
+    torch.save({"config": config, "state_dict": {}}, tmp_path / "old.pth")  # as saved before the rename
+    loaded = load_checkpoint(str(tmp_path / "old.pth"))["config"]
+    assert loaded["share_user_conditioner"] is True and "share_soft_token_projector" not in loaded.final_config_dict
+    assert key_warnings() == []  # the user did not type the old name

@@ -68,7 +68,7 @@ def test_switching_losses_off_removes_them(tiny_creative_data):
 
 
 def test_shared_projector_learns_from_the_profile_task(tiny_creative_data):
-    model, train, _, _ = build(tiny_creative_data, share_soft_token_projector=True, **_only("recon"))
+    model, train, _, _ = build(tiny_creative_data, share_user_conditioner=True, **_only("recon"))
     assert model.user_to_profile is model.user_to_creative
     model.calculate_loss(_batch_with_creative(train, model.device))[0].backward()
     assert all(p.grad.abs().sum() > 0 for p in model.user_to_creative.parameters())  # the title prompt's map moved

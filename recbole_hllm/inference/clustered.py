@@ -7,7 +7,8 @@ Steps (HLLM-Creator, "inference at scale"):
    "cluster" per user, the per-user reference;
 3. score every (centroid, ad) pair with the matching head and keep the pairs the
    :class:`~recbole_hllm.inference.pruning.PruneRule` allows;
-4. generate one title per kept (cluster, ad) from the centroid as the soft token
+4. generate one title per kept (cluster, ad) with the centroid as U (conditioning the
+   creative LLM as ``user_injection`` says: prefix, soft token or both)
    (batched, sorted by prompt length, KV cache); every user receives the title of
    its cluster, and pruned pairs keep the ad's original title (flagged).
 

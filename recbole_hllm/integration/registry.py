@@ -21,7 +21,7 @@ from importlib import metadata
 from logging import getLogger
 from pathlib import Path
 
-from recbole_hllm.config import BASE_KEY, shipped_datasets_dir, warn_misspelled_keys
+from recbole_hllm.config import BASE_KEY, rename_old_keys, shipped_datasets_dir, warn_misspelled_keys
 from recbole_hllm.errors import UserError
 from recbole_hllm.integration import patching
 
@@ -238,8 +238,10 @@ def patch_config_yaml_loading() -> None:
     -> per-type presets, then anything the user passes. The plugin's model yaml is
     read right after RecBole's model step and its dataset yaml right after RecBole's
     dataset step, so users override them exactly as they override RecBole's. For the
-    plugin's models, a user key that no one reads and that looks like a misspelled plugin
-    key gets a warning (:func:`recbole_hllm.config.warn_misspelled_keys`).
+    plugin's models, a renamed key given under its old name is read under the new one
+    (:func:`recbole_hllm.config.rename_old_keys`), and a user key that no one reads and
+    that looks like a misspelled plugin key gets a warning
+    (:func:`recbole_hllm.config.warn_misspelled_keys`).
     """
     from recbole.config import Config
 
@@ -256,8 +258,11 @@ def _reading_plugin_yaml(original):
             result = original(self, model, model_class, dataset)
         finally:
             del self._update_internal_config_dict
-        if model_yaml is not None and self.external_config_dict.get("local_rank", 0) == 0:  # one rank warns
-            warn_misspelled_keys(self.external_config_dict, self.internal_config_dict)
+        if model_yaml is not None:
+            one_rank = self.external_config_dict.get("local_rank", 0) == 0  # one rank warns
+            rename_old_keys(self.external_config_dict, warn=one_rank)
+            if one_rank:
+                warn_misspelled_keys(self.external_config_dict, self.internal_config_dict)
         return result
 
     return _load_internal_config_dict

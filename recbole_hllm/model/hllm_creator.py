@@ -65,7 +65,7 @@ class HLLMCreator(HLLM):
         self.user_to_creative = self._user_conditioner(config, h_user, anchor, token_norm)
         # shared: what the creative LLM learns to read when rewriting the profile (every
         # profile token depends on U) is what the title prompt gets
-        self.user_to_profile = self.user_to_creative if config["share_soft_token_projector"] else \
+        self.user_to_profile = self.user_to_creative if config["share_user_conditioner"] else \
             self._user_conditioner(config, h_user, anchor, token_norm)
         self.matching_head = MatchingHead(h_user, h_user, config["match_hidden_size"])
         self.align_scale = LogitScale(config["logit_scale_init"], config["logit_scale_max"])
