@@ -159,8 +159,7 @@ def figures(src: Path) -> dict:
     all_cycles = [sorted(c) for c in strongly_connected(every) if len(c) > 1]
     room_graph, upward = _rooms(found, top)
     _, upward_any = _rooms(found, every)
-    entry = [m for m in found if m.endswith((".hllm", ".hllm_creator", ".trainer", ".dataset", ".creative_dataset"))
-             or m.endswith(".training.trainer")]
+    entry = [m for m in found if m.endswith((".hllm", ".hllm_creator", ".trainer", ".dataset", ".creative_dataset"))]
     pulled = sorted({room(m) for m in reached(top, entry)})
     return {
         "module_cycles_with_lazy": all_cycles, "upward_imports_with_lazy": upward_any,

@@ -225,11 +225,11 @@ def test_use_gpu_false_picks_gloo_on_a_gpu_machine(monkeypatch):
 
 
 def test_valid_metric_may_name_a_generation_metric_only_with_generate_on_valid():
-    from recbole_hllm.config import check_valid_metric
+    from recbole_hllm.config import ConfigValueError, check_valid_metric
 
     check_valid_metric({"valid_metric": "NDCG@10", "generate_on_valid": False}, ["rouge-l"])
     check_valid_metric({"valid_metric": "ROUGE-L", "generate_on_valid": True}, ["rouge-l"])
-    with pytest.raises(ValueError, match="valid_metric = 'ROUGE-L' is a generation metric: set generate_on_valid: True"):
+    with pytest.raises(ConfigValueError, match="valid_metric = 'ROUGE-L' is a generation metric: set generate_on_valid: True"):
         check_valid_metric({"valid_metric": "ROUGE-L", "generate_on_valid": False}, ["rouge-l"])
 
 

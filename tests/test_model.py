@@ -109,7 +109,9 @@ def test_loss_trains_exactly_the_tuned_parameters(tiny_data, tuning):
 
 
 def test_full_softmax_needs_frozen_item_llm(tiny_data):
-    with pytest.raises(ValueError, match="full_softmax' needs item_llm_tuning = 'frozen'"):
+    from recbole_hllm.config import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="full_softmax' needs item_llm_tuning = 'frozen'"):
         build(tiny_data, hllm_loss="full_softmax", item_llm_tuning="full")
 
 
