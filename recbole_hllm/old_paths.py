@@ -15,6 +15,9 @@ only asked about names no real module answers to) and by :func:`moved_name`:
 * :data:`MOVED_NAMES`: names that left a module that still exists -> their new module
   (that module's ``__getattr__`` calls :func:`moved_name`).
 
+:data:`OLD_SCRIPTS` keeps ``python -m <old module>`` running the console script that
+module used to be (:func:`run_moved_script`), with a note naming the new one.
+
 Nothing here imports anything heavy: it runs at ``import recbole_hllm``.
 """
 from __future__ import annotations
@@ -58,6 +61,16 @@ MOVED_NAMES: dict[tuple[str, str], str] = {
     ("recbole_hllm.chat.openai_server", "build_parser"): "recbole_hllm.cli.serve",
 }
 
+# `python -m <old module>` -> (the script's module now, its console script)
+OLD_SCRIPTS: dict[str, tuple[str, str]] = {
+    "recbole_hllm.cli": ("recbole_hllm.cli.run_recbole", "run_recbole"),
+    "recbole_hllm.tuning": ("recbole_hllm.cli.run_hyper", "run_hyper"),
+    "recbole_hllm.inference.generate": ("recbole_hllm.cli.generate", "hllm-generate"),
+    "recbole_hllm.construction.cli": ("recbole_hllm.cli.build_creatives", "hllm-build-creatives"),
+    "recbole_hllm.evaluation.cli": ("recbole_hllm.cli.evaluate", "hllm-eval"),
+    "recbole_hllm.llm.openai_server": ("recbole_hllm.cli.serve", "hllm-serve"),
+}
+
 
 def install() -> None:
     """Put the finder of old names on ``sys.meta_path`` (once)."""
@@ -85,11 +98,26 @@ class _OldPathFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_loader(fullname, _Alias(importlib.import_module(MOVED[fullname])))
 
 
+def run_moved_script(old: str) -> None:
+    """``python -m <old>``: say where the script went (stderr) and run it; exits with its status."""
+    new, script = OLD_SCRIPTS[old]
+    print(f"note: python -m {old} is deprecated; the script is `{script}` (python -m {new})", file=sys.stderr)
+    sys.exit(importlib.import_module(new).main())
+
+
 class _Alias(importlib.abc.Loader):
     """Hands the import system an existing module under its old name."""
 
     def __init__(self, module):
         self.module, self.spec = module, module.__spec__
+
+    def get_code(self, fullname):
+        """What ``python -m <old name>`` runs (runpy asks the loader for it)."""
+        if fullname in OLD_SCRIPTS:
+            source = f"from recbole_hllm.old_paths import run_moved_script\nrun_moved_script({fullname!r})\n"
+        else:
+            source = f"raise SystemExit({fullname!r} ' is not a script (it moved to ' {self.spec.name!r} ')')\n"
+        return compile(source, f"<{fullname}, moved>", "exec")
 
     def create_module(self, spec):
         return self.module

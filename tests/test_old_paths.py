@@ -1,6 +1,8 @@
 """Modules that moved keep their old import paths, with a DeprecationWarning naming the new one."""
 import importlib
+import runpy
 import sys
+import warnings
 
 import pytest
 
@@ -58,3 +60,33 @@ def test_unknown_names_still_fail():
         importlib.import_module("recbole_hllm.no_such_module")
     with pytest.raises(AttributeError):
         old_paths.moved_name("recbole_hllm.cli", "no_such_name")
+
+
+def _run_as_main(module):
+    """``python -m module`` in this process; the import warnings are tested above (and
+    runpy warns that a module this test process already imported is run again)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    finally:
+        if module in old_paths.MOVED:  # an alias: the next import must find it anew
+            sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("old", sorted(old_paths.OLD_SCRIPTS))
+def test_old_script_module_runs_the_moved_script(old, monkeypatch, capsys):
+    """``python -m <old module>`` still runs the console script it used to be, with a note."""
+    new, script = old_paths.OLD_SCRIPTS[old]
+    monkeypatch.setattr(sys, "argv", [old, "--help"])
+    with pytest.raises(SystemExit) as exited:
+        _run_as_main(old)
+    out = capsys.readouterr()
+    assert exited.value.code == 0, out.err
+    assert f"note: python -m {old} is deprecated; the script is `{script}` (python -m {new})" in out.err
+    assert out.out.startswith(f"usage: {script}")
+
+
+def test_old_module_that_was_no_script_says_so():
+    with pytest.raises(SystemExit, match=r"recbole_hllm.config_creator is not a script \(it moved to recbole_hllm.config\)"):
+        _run_as_main("recbole_hllm.config_creator")

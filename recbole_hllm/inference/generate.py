@@ -157,3 +157,9 @@ def _write_json(path: str, value) -> None:
 
 def __getattr__(name):  # the command's main moved to recbole_hllm.cli.generate (old_paths.MOVED_NAMES)
     return old_paths.moved_name(__name__, name)
+
+
+if __name__ == "__main__":  # the old `python -m recbole_hllm.inference.generate`: the script is cli/generate.py
+    from recbole_hllm.old_paths import run_moved_script
+
+    run_moved_script(__spec__.name)
