@@ -234,7 +234,7 @@ def check_creator_keys(config) -> None:
 def _check_hllm_pairs(config) -> None:
     if config["hllm_loss"] == "full_softmax" and config["item_llm_tuning"] != "frozen":
         raise ConfigValueError("hllm_loss = 'full_softmax' needs item_llm_tuning = 'frozen' "
-                         "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
+                               "(all item embeddings every step); use 'infonce' with a trainable item LLM.")
 
 
 def check_valid_metric(config, generation_metrics: Iterable[str]) -> None:
@@ -242,7 +242,7 @@ def check_valid_metric(config, generation_metrics: Iterable[str]) -> None:
     at every validation (``generate_on_valid``)."""
     if config["valid_metric"].lower() in generation_metrics and not config["generate_on_valid"]:
         raise ConfigValueError(f"valid_metric = {config['valid_metric']!r} is a generation metric: "
-                         "set generate_on_valid: True (titles are then generated at every validation)")
+                               "set generate_on_valid: True (titles are then generated at every validation)")
 
 
 # -- renamed keys --------------------------------------------------------------------------------------
