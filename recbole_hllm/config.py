@@ -160,6 +160,9 @@ _CREATOR_ONLY_RULES = {
     "generation_top_p": Rule("a number in (0, 1]", lambda v: _number_at_least(0, True)(v) and v <= 1),
     "generation_top_k": Rule("an int >= 1", _int_at_least(1)),
     "generation_batch_size": Rule("an int >= 1", _int_at_least(1)),
+    "generation_user_guidance": Rule("a number >= 0 (0: plain decoding)", _number_at_least(0), optional=True),
+    "generation_guidance_contrast": Rule("'anchor' or 'batch_mean'", lambda v: v in ("anchor", "batch_mean"),
+                                         optional=True),
     "generation_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16' (null: the weights' dtype)",
                              _one_of("auto", "float32", "bfloat16", "float16"), optional=True),
     "generation_metrics": Rule("a list of metric names", lambda v: isinstance(v, (list, tuple))),
@@ -226,6 +229,14 @@ def check_creator_keys(config) -> None:
     if config["user_warmup_epochs"] >= config["epochs"]:
         raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
                                f"{config['epochs']}: the warm-up epochs never train the creative LLM")
+    if config["generation_user_guidance"] and config["generation_do_sample"]:
+        raise ConfigValueError("generation_user_guidance > 0 decodes greedily: set generation_do_sample: False")
+    if config["generation_user_guidance"] and not config["use_user_embedding"]:
+        raise ConfigValueError("generation_user_guidance > 0 needs U: set use_user_embedding: True")
+    if (config["generation_user_guidance"] and config["generation_guidance_contrast"] == "anchor"
+            and config["user_injection"] != "prefix"):
+        raise ConfigValueError(f"generation_guidance_contrast = 'anchor' needs user_injection = 'prefix' (not "
+                               f"{config['user_injection']!r}): use generation_guidance_contrast: batch_mean")
     if config["profile_teacher_rate"] and config["user_condition_space"] != "align":
         raise ConfigValueError("profile_teacher_rate > 0 needs user_condition_space: align (the profile "
                                "embedding stands in for the projection of U in the alignment space)")

@@ -5,7 +5,8 @@
 * :mod:`.embedded`: the models shipped inside PyPI packages (SmolLM2, MiniLM), so the
   defaults work with no network;
 * :mod:`.layer_split`: run a backbone's frozen lower layers once and its trained top alone;
-* :mod:`.prefix_cache`: a per-row key/value prefix handed to a causal LM as a KV cache.
+* :mod:`.prefix_cache`: a per-row key/value prefix handed to a causal LM as a KV cache;
+* :mod:`.guidance`: decoding with guidance on the user condition (own against a contrast).
 
 The chat LLMs that build training data and judge titles are another system:
 :mod:`recbole_hllm.chat`.

@@ -47,11 +47,11 @@ class TitleScoring:
         _, _, scores = self._scored(dataset, creative_rows(dataset, limit))
         return scores
 
-    def test_scores(self, dataset, titles_path: str) -> dict:
+    def test_scores(self, dataset, titles_path: str, limit: int | None = None) -> dict:
         """The metrics of every row's title, of the original titles (``original_*``) and of
         titles written from another user's U (``shuffled_*``, ``u_gain``); the titles go to
-        ``titles_path``."""
-        rows = creative_rows(dataset)
+        ``titles_path``. ``limit``: the first N rows only (benchmarks that screen settings)."""
+        rows = creative_rows(dataset, limit)
         records, seconds, scores = self._scored(dataset, rows)
         self.logger.info("generated %d titles in %.1fs", len(records), seconds)
         originals = [dataclasses.replace(r, generated=r.original) for r in records]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import LogitsProcessorList
 
 from recbole_hllm.backbones.backbone import (
     BackboneSpec,
@@ -27,6 +28,7 @@ from recbole_hllm.backbones.backbone import (
     resolve_dtype,
     resolve_generation_dtype,
 )
+from recbole_hllm.backbones.guidance import PairedGuidance
 from recbole_hllm.backbones.prefix_cache import (
     KVGeometry,
     allow_checkpointing_with_read_only_cache,
@@ -250,7 +252,8 @@ class CreativeLLM(nn.Module):
 
     def _generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
                       do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                      top_k: int = 50) -> torch.Tensor:
+                      top_k: int = 50, user_guidance: float = 0.0,
+                      contrast: UserCondition | None = None) -> torch.Tensor:
         """Batched generation from ``inputs_embeds`` (left-padded, KV cache) -> new token ids ``[B, T]``
         (padded with the pad id after a row's EOS).
 
@@ -262,7 +265,34 @@ class CreativeLLM(nn.Module):
         out ``[shared text | padding | soft token, ad]`` and the attention mask skips the
         padding, so positions match the unshared run. That sharing cannot hold with a
         user prefix: the instruction's own keys and values then depend on the user,
-        because its tokens attend to the prefix."""
+        because its tokens attend to the prefix.
+
+        ``user_guidance`` > 0 (with a ``contrast`` condition, one row per row): decode with
+        guidance on the user condition (:mod:`recbole_hllm.backbones.guidance`); the batch
+        is doubled, so it costs a second forward per token."""
+        if user_guidance:
+            return self._guided_ids(before_ids, condition, after_ids, max_new_tokens, do_sample, user_guidance,
+                                    contrast)
+        return self._decode(before_ids, condition, after_ids, max_new_tokens, do_sample,
+                            dict(temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {})
+
+    def _guided_ids(self, before_ids, condition, after_ids, max_new_tokens, do_sample, scale, contrast):
+        """Greedy ids ``[B, T]`` decoded from rows ``[own | contrast]`` with :class:`PairedGuidance`."""
+        if do_sample:
+            raise ValueError("generation_user_guidance > 0 decodes greedily (generation_do_sample: False): "
+                             "sampled rows and their contrast rows would drift apart")
+        if condition is None or contrast is None:
+            raise ValueError("generation_user_guidance > 0 needs the user's condition and a contrast condition")
+        rows = len(before_ids)
+        processors = LogitsProcessorList([PairedGuidance(scale, rows)])
+        ids = self._decode(list(before_ids) * 2, UserCondition.cat(condition, contrast), list(after_ids) * 2,
+                           max_new_tokens, False, {"logits_processor": processors})
+        return ids[:rows]
+
+    def _decode(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
+                do_sample: bool, extra: dict) -> torch.Tensor:
+        """One ``generate`` call over the batch (see :meth:`_generate_ids`); ``extra``: more
+        ``generate`` arguments (sampling settings, logits processors)."""
         empty = [[] for _ in before_ids]
         soft_tokens, prefix_len = _soft_tokens(condition), _prefix_len(condition)
         shared = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
@@ -287,11 +317,10 @@ class CreativeLLM(nn.Module):
             if max_new_tokens <= 0:
                 raise ValueError(f"the creative prompt alone ({embeds.shape[1]} tokens) fills the creative "
                                  f"LLM's context ({self.max_context}); shorten it")
-        sampling = dict(temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {}
         return self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
-            use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **sampling,
+            use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **extra,
             **({"synced_gpus": True} if self.fsdp else {}),  # sharded layers: ranks decode in step
         )
 

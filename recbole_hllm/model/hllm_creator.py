@@ -51,6 +51,9 @@ class HLLMCreator(HLLM):
         self.creative_trains_user = bool(config["creative_loss_trains_user"])
         self.generation = {k: config[f"generation_{k}"] for k in
                            ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "batch_size")}
+        # guidance on U at decoding time (backbones/guidance.py); a checkpoint saved before these keys has none
+        self.generation.update(user_guidance=config["generation_user_guidance"] or 0.0,
+                               guidance_contrast=config["generation_guidance_contrast"] or "anchor")
 
         h_user = self.user_encoder.hidden_size
         self.user_token = nn.Parameter(torch.randn(h_user) * 0.02)  # [USER]
@@ -355,7 +358,21 @@ class HLLMCreator(HLLM):
                                    **settings) -> tuple[list[str], int]:
         """Titles for (user embedding, ad) pairs; clustered inference passes centroids here."""
         before, after = self._prompt_parts(self.template, items, user_texts)
-        return self.creative.generate(before, self.user_condition(self.on_model(user_vec)), after, **settings)
+        user_vec = self.on_model(user_vec)
+        contrast_kind = settings.pop("guidance_contrast", "anchor")
+        contrast = self.contrast_condition(user_vec, contrast_kind) if settings.get("user_guidance") else None
+        return self.creative.generate(before, self.user_condition(user_vec), after, contrast=contrast, **settings)
+
+    def contrast_condition(self, user_vec: torch.Tensor, contrast: str) -> UserCondition:
+        """What guided decoding (``generation_user_guidance``) sets each row's own condition
+        against: ``anchor``, the prefix with no user in it, or ``batch_mean``, the condition of
+        the mean U of the rows generated together."""
+        if not self.use_user_embedding:
+            raise ConfigValueError("generation_user_guidance > 0 needs U (use_user_embedding: True)")
+        if contrast == "anchor":
+            return self.user_to_creative.anchor_condition(len(user_vec))
+        mean = user_vec.mean(dim=0, keepdim=True).expand_as(user_vec)
+        return self.user_condition(mean)
 
     def train(self, mode: bool = True):
         if mode and not self.item_encoder.frozen:

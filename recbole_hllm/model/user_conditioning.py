@@ -38,6 +38,12 @@ class UserCondition:
     def prefix_len(self) -> int:
         return 0 if self.prefix is None else self.prefix.shape[-2]
 
+    @staticmethod
+    def cat(first: "UserCondition", second: "UserCondition") -> "UserCondition":
+        """The rows of ``first`` then those of ``second`` (both of one mode)."""
+        join = lambda a, b, dim: None if a is None else torch.cat([a, b.to(a.dtype)], dim=dim)  # noqa: E731
+        return UserCondition(join(first.soft_tokens, second.soft_tokens, 0), join(first.prefix, second.prefix, 2))
+
     def rows(self, index) -> "UserCondition":
         """The condition of rows ``index`` (a slice, list or tensor of row numbers)."""
         return UserCondition(None if self.soft_tokens is None else self.soft_tokens[index],
@@ -110,6 +116,15 @@ class UserConditioner(nn.Module):
                 raise ValueError(f"user_injection = {mode!r} needs the creative LLM's prefix anchor")
             self.prefix = UserPrefixEncoder(user_size, geometry, prefix_tokens, prefix_width, prefix_init_std,
                                             prefix_anchor, tuned_layers)
+
+    def anchor_condition(self, batch: int) -> UserCondition:
+        """The condition of no user: the prefix anchor alone (what the prefix is before U
+        moves it), for ``batch`` rows; ``prefix`` mode only (a soft token has no such point)."""
+        if self.mode != "prefix":
+            raise ValueError(f"the anchor contrast needs user_injection = 'prefix', not {self.mode!r}; "
+                             "use generation_guidance_contrast: batch_mean")
+        anchor = self.prefix.anchor  # [layers, 2, kv_heads, P, head_dim]
+        return UserCondition(prefix=anchor[:, :, None].expand(-1, -1, batch, -1, -1, -1))
 
     def forward(self, user_vecs: torch.Tensor) -> UserCondition:
         return UserCondition(soft_tokens=self.soft_token(user_vecs) if self.soft_token is not None else None,
