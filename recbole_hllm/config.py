@@ -184,6 +184,7 @@ _CREATOR_ONLY_RULES = {
                               optional=True),
     "creative_title_field": Rule("an item field name", _is_str),
     "generation_share_prefix": Rule("true or false", _is_bool, optional=True),
+    "generation_merge_lora": Rule("true or false", _is_bool, optional=True),
     "creative_file": Rule("a path to a .creative file or null", _is_str, optional=True),
     "creative_learning_rate": Rule("a number > 0 or null (= learning_rate)", _number_at_least(0, strict=True),
                                    optional=True),

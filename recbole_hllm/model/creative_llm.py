@@ -29,6 +29,7 @@ from recbole_hllm.backbones.backbone import (
     resolve_generation_dtype,
 )
 from recbole_hllm.backbones.guidance import PairedGuidance
+from recbole_hllm.backbones.lora_merge import merged_lora
 from recbole_hllm.backbones.prefix_cache import (
     KVGeometry,
     allow_checkpointing_with_read_only_cache,
@@ -93,6 +94,8 @@ class CreativeLLM(nn.Module):
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
         self.share_prefix = bool(config["generation_share_prefix"])  # encode the fixed prompt start once
+        # decode with LoRA folded into the weights (restored exactly after); sharded layers are left alone
+        self.merge_lora = bool(config["generation_merge_lora"]) and not self.fsdp
         self.cache_kwarg = _cache_kwarg(self.llm)
         # ends every target; tokenizers of encoder models (BERT's) only have [SEP]
         self.eos_id = self.tokenizer.eos_token_id
@@ -246,8 +249,9 @@ class CreativeLLM(nn.Module):
     @torch.no_grad()
     def generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
                      **decoding) -> torch.Tensor:
-        """:meth:`_generate_ids` at ``generation_dtype`` (see :meth:`_generation_precision`)."""
-        with self._generation_precision():
+        """:meth:`_generate_ids` at ``generation_dtype`` (see :meth:`_generation_precision`), with
+        the LoRA deltas merged while it runs (``generation_merge_lora``, :mod:`~recbole_hllm.backbones.lora_merge`)."""
+        with self._generation_precision(), merged_lora(self.llm, self.merge_lora):
             return self._generate_ids(before_ids, condition, after_ids, max_new_tokens, **decoding)
 
     def _generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
