@@ -46,6 +46,20 @@ def test_merged_lora_merges_inside_and_restores_every_weight_bit_for_bit(model):
     assert not any(layer.merged for layer in layers) and lora_layers(llm) == layers
 
 
+def test_layers_without_a_delta_are_not_merged(model):
+    layers = lora_layers(model.creative.llm)
+    layer = layers[0]
+    saved = layer.lora_B.default.weight.detach().clone()
+    with torch.no_grad():
+        layer.lora_B.default.weight.zero_()  # B = 0, as in the frozen layers below creative_tuned_layers
+    try:
+        with merged_lora(model.creative.llm) as merged:
+            assert merged == len(layers) - 1 and not layer.merged
+    finally:
+        with torch.no_grad():
+            layer.lora_B.default.weight.copy_(saved)
+
+
 def test_merged_lora_restores_the_weights_when_the_block_raises(model):
     llm = model.creative.llm
     before = _base_weights(llm)
