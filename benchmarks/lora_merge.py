@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,32 +28,17 @@ def main(argv=None) -> int:
 
     import torch
 
+    from benchmarks.alternate import alternate, comparison, load_pairs
     from recbole_hllm.backbones.lora_merge import lora_layers
-    from recbole_hllm.inference.generate import load_creator
 
-    torch.set_num_threads(args.threads)
-    config, model, dataset = load_creator(args.checkpoint)
-    feat = dataset.inter_feat
-    rows = slice(0, args.pairs)
-    inputs = (feat[model.ITEM_SEQ][rows], feat[model.ITEM_SEQ_LEN][rows], feat[model.ITEM_ID][rows])
+    model, inputs = load_pairs(args.checkpoint, args.pairs, args.threads)
     weights_before = [p.detach().clone() for p in model.creative.llm.parameters()]
-    times = {True: [], False: []}
-    titles = {}
-    for _ in range(args.repeats):
-        for merge in (True, False):
-            model.creative.merge_lora = merge
-            start = time.perf_counter()
-            titles[merge], _ = model.generate_titles(*inputs)
-            times[merge].append(time.perf_counter() - start)
+    times, titles = alternate(model, inputs, args.repeats, lambda merge: setattr(model.creative, "merge_lora", merge))
     result = {
         "checkpoint": args.checkpoint, "pairs": args.pairs, "threads": args.threads,
         "lora_layers": len(lora_layers(model.creative.llm)),
         "batch_size": model.generation["batch_size"],
-        "seconds_merged": [round(t, 2) for t in times[True]],
-        "seconds_unmerged": [round(t, 2) for t in times[False]],
-        "speedup_best": round(min(times[False]) / min(times[True]), 3),
-        "same_titles": titles[True] == titles[False],
-        "differing_titles": sum(a != b for a, b in zip(titles[True], titles[False])),
+        **comparison(times, titles, "merged", "unmerged"),
         "weights_unchanged": all(torch.equal(a, b) for a, b in zip(weights_before, model.creative.llm.parameters())),
     }
     out = Path(args.out_dir)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,33 +26,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default=str(ROOT / "results"))
     args = parser.parse_args(argv)
 
-    import torch
+    sys.path.insert(0, str(ROOT))  # run as a script: benchmarks/ is then not importable
+    from benchmarks.alternate import alternate, comparison, load_pairs
 
-    from recbole_hllm.inference.generate import load_creator
-
-    torch.set_num_threads(args.threads)
-    config, model, dataset = load_creator(args.checkpoint)
-    feat = dataset.inter_feat
-    rows = slice(0, args.pairs)
-    inputs = (feat[model.ITEM_SEQ][rows], feat[model.ITEM_SEQ_LEN][rows], feat[model.ITEM_ID][rows])
+    model, inputs = load_pairs(args.checkpoint, args.pairs, args.threads)
     prefix = model.template.split(**{slot: "" for slot in model.ad_texts})[0]
-    times = {True: [], False: []}
-    titles = {}
-    for _ in range(args.repeats):
-        for share in (True, False):
-            model.creative.share_prefix = share
-            start = time.perf_counter()
-            titles[share], _ = model.generate_titles(*inputs)
-            times[share].append(time.perf_counter() - start)
+    times, titles = alternate(model, inputs, args.repeats, lambda share: setattr(model.creative, "share_prefix", share))
     result = {
         "checkpoint": args.checkpoint, "pairs": args.pairs, "threads": args.threads,
         "prefix_tokens": len(model.creative.token_ids([prefix])[0]), "prefix": prefix,
         "batch_size": model.generation["batch_size"],
-        "seconds_shared": [round(t, 2) for t in times[True]],
-        "seconds_unshared": [round(t, 2) for t in times[False]],
-        "speedup_best": round(min(times[False]) / min(times[True]), 3),
-        "same_titles": titles[True] == titles[False],
-        "differing_titles": sum(a != b for a, b in zip(titles[True], titles[False])),
+        **comparison(times, titles, "shared", "unshared"),
     }
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -97,3 +97,24 @@ def test_generation_with_merged_lora_writes_the_titles_of_the_unmerged_model(mod
     finally:
         hook.remove()
         creative.merge_lora = True
+
+
+def test_a_pass_of_several_batches_merges_each_layer_once(model, monkeypatch):
+    """Merging costs seconds on the real model: generate_titles merges once around all its batches
+    (the per-batch merge inside generate_ids then finds the layers merged and does nothing)."""
+    from peft.tuners.lora.layer import Linear
+
+    merges = []
+    original = Linear.merge
+    monkeypatch.setattr(Linear, "merge", lambda self, *a, **k: merges.append(self) or original(self, *a, **k))
+    layers = lora_layers(model.creative.llm)
+    rows = 3 * model.generation["batch_size"] - 1  # three batches
+    item_seq = torch.randint(1, 10, (rows, 5), generator=torch.Generator().manual_seed(2)).to(model.device)
+    seq_len = torch.full((rows,), 5, device=model.device)
+    items = torch.arange(1, rows + 1, device=model.device) % 20 + 1
+    before = _base_weights(model.creative.llm)
+    titles, _ = model.generate_titles(item_seq, seq_len, items)
+    assert len(titles) == rows and all(t is not None for t in titles)
+    assert len(merges) == len(layers) and len(set(map(id, merges))) == len(layers)
+    assert all(torch.equal(p, before[n]) for n, p in _base_weights(model.creative.llm).items())
+    assert not any(layer.merged for layer in layers)

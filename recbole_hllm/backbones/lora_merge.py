@@ -7,7 +7,9 @@ product again. peft's own ``unmerge`` subtracts the delta back, which leaves flo
 rounding in ``W`` (the next training step, or the next generation, would start from
 slightly different weights), so :func:`merged_lora` keeps a copy of each base weight it
 merges and restores it exactly afterwards. The copy costs the merged layers' base weights
-once, for the layers with a non-zero delta (about 280 MB for the default SmolLM2's 20 tuned
+once, for the layers with a non-zero delta. Merging costs seconds (a delta per layer), so
+callers merge once around a whole pass of batches: a nested :func:`merged_lora` finds the
+layers merged already and does nothing (about 280 MB for the default SmolLM2's 20 tuned
 layers in float32; the 10 frozen layers below keep B = 0 and are skipped).
 """
 from __future__ import annotations
@@ -45,9 +47,12 @@ def merged_lora(model: nn.Module, enabled: bool = True):
     finally:
         with torch.no_grad():
             for layer, weight in saved:
-                if layer.merged:
-                    layer.unmerge()  # peft's bookkeeping (merged_adapters); the weight is overwritten below
+                if layer.merged and any(layer.use_dora.values()):
+                    layer.unmerge()  # DoRA keeps more state than the weight: let peft undo it first
                 layer.get_base_layer().weight.copy_(weight)
+                # plain LoRA: the kept weight is the whole state, so only peft's record of the merge is
+                # cleared (its unmerge would recompute every delta only to have it overwritten)
+                layer.merged_adapters.clear()
 
 
 def _has_delta(layer: nn.Module) -> bool:

@@ -153,7 +153,8 @@ def _generate(model, centroids: np.ndarray, todo: list[tuple[int, int]], titles:
     sink_path = rank_parts_file(parts_file) if shard_world > 1 or rank() == 0 else None
     sink_context = open(sink_path, "a", encoding="utf-8") if sink_path else contextlib.nullcontext()
     with sink_context as sink, tqdm(total=len(todo), desc="generations", unit="title",
-                                    disable=not settings.show_progress or rank() != 0) as bar:
+                                    disable=not settings.show_progress or rank() != 0) as bar, \
+            model.creative.merged_for_generation():  # LoRA merged once for every batch
         for start in starts:
             chunk = todo[start : start + settings.batch_size]
             vecs = centroid_table[torch.tensor([c for c, _ in chunk], device=model.device)]

@@ -246,12 +246,17 @@ class CreativeLLM(nn.Module):
         new_tokens = int((output != self.tokenizer.pad_token_id).sum())
         return [clean_generation(t) for t in texts], new_tokens
 
+    def merged_for_generation(self):
+        """Context: the LoRA deltas merged while it lasts (``generation_merge_lora``); wrap a
+        whole pass of batches in it, since each merge costs seconds."""
+        return merged_lora(self.llm, self.merge_lora)
+
     @torch.no_grad()
     def generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
                      **decoding) -> torch.Tensor:
         """:meth:`_generate_ids` at ``generation_dtype`` (see :meth:`_generation_precision`), with
         the LoRA deltas merged while it runs (``generation_merge_lora``, :mod:`~recbole_hllm.backbones.lora_merge`)."""
-        with self._generation_precision(), merged_lora(self.llm, self.merge_lora):
+        with self._generation_precision(), self.merged_for_generation():
             return self._generate_ids(before_ids, condition, after_ids, max_new_tokens, **decoding)
 
     def _generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,

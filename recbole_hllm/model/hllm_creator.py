@@ -337,15 +337,16 @@ class HLLMCreator(HLLM):
         order = self.prompt_length_order(item_ids.tolist())
         titles, new_tokens = [None] * len(order), 0
         this_rank, world = shard
-        for start in range(this_rank * batch_size, len(order), world * batch_size):
-            part = torch.tensor(order[start : start + batch_size], device=item_seq.device)
-            user_vec = self.user_embedding(item_seq[part], seq_len[part])
-            words = None if user_texts is None else [user_texts[i] for i in part.tolist()]
-            texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), user_texts=words,
-                                                       **settings)
-            for row, text in zip(part.tolist(), texts):
-                titles[row] = text
-            new_tokens += n
+        with self.creative.merged_for_generation():  # once for all batches: a merge costs seconds
+            for start in range(this_rank * batch_size, len(order), world * batch_size):
+                part = torch.tensor(order[start : start + batch_size], device=item_seq.device)
+                user_vec = self.user_embedding(item_seq[part], seq_len[part])
+                words = None if user_texts is None else [user_texts[i] for i in part.tolist()]
+                texts, n = self.generate_from_user_vectors(user_vec, item_ids[part].tolist(), user_texts=words,
+                                                           **settings)
+                for row, text in zip(part.tolist(), texts):
+                    titles[row] = text
+                new_tokens += n
         return titles, new_tokens
 
     def prompt_length_order(self, items: list[int]) -> list[int]:
