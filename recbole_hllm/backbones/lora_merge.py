@@ -1,16 +1,15 @@
 """Decode with the LoRA deltas folded into the base weights, and give the weights back bit for bit.
 
 Why: an unmerged LoRA layer runs its base product plus two thin ones (``x A^T B^T``) and
-their Python dispatch on every token; on 2 CPU cores merging made the default test pass's
-generation 1.18x as fast (``benchmarks.lora_merge``). Merging (``W + scale * B A``) makes each layer one
-product again. peft's own ``unmerge`` subtracts the delta back, which leaves float
-rounding in ``W`` (the next training step, or the next generation, would start from
-slightly different weights), so :func:`merged_lora` keeps a copy of each base weight it
-merges and restores it exactly afterwards. The copy costs the merged layers' base weights
-once, for the layers with a non-zero delta. Merging costs seconds (a delta per layer), so
-callers merge once around a whole pass of batches: a nested :func:`merged_lora` finds the
-layers merged already and does nothing (about 280 MB for the default SmolLM2's 20 tuned
-layers in float32; the 10 frozen layers below keep B = 0 and are skipped).
+their Python dispatch on every token; merged (``W + scale * B A``), each layer is one
+product again (``benchmarks.lora_merge``: 1.06x-1.18x on 2 CPU cores, two runs). peft's
+own ``unmerge`` subtracts the delta back, which leaves float rounding in ``W`` (the next
+training step or generation would start from slightly different weights), so
+:func:`merged_lora` keeps a copy of each base weight it merges and restores it exactly.
+Only layers with a non-zero delta are merged and copied (about 280 MB for the default
+SmolLM2's 20 tuned layers in float32; the 10 frozen layers below keep B = 0). A merge
+costs seconds, so callers merge once around a whole pass of batches; a nested
+:func:`merged_lora` finds the layers merged already and does nothing.
 """
 from __future__ import annotations
 
