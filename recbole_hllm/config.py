@@ -148,6 +148,8 @@ _CREATOR_ONLY_RULES = {
                                  _one_of("user", "align")),
     "profile_teacher_rate": Rule("a number in [0, 1]", lambda v: _number_at_least(0)(v) and v <= 1),
     "creative_loss_trains_user": Rule("true or false", _is_bool),
+    "creative_personal_token_weight": Rule("a number > 0 (1: every title token alike)",
+                                           _number_at_least(0, strict=True), optional=True),
     "user_warmup_epochs": Rule("an int >= 0 (first epochs that train the user side only), less than epochs",
                                _int_at_least(0)),
     "shuffled_u_pairs": Rule("an int >= 0 or null (null: every test pair; 0: off)", _int_at_least(0),

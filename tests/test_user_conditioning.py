@@ -310,3 +310,32 @@ def _creative_batch(train, device):
         if (batch["creative_index"] >= 0).sum() > 1:
             return batch.to(device)
     raise AssertionError("no training batch with creative rows")
+
+
+# -- weighting the title tokens the user changes ------------------------------------------------------
+def test_personal_token_weight_weights_the_tokens_not_in_the_ads_title(tiny_creative_data):
+    """Tiny titles read "<genre> fans love story <item>" for the ad "<genre> story number
+    <item>": "fans" and "love" (and a genre the ad lacks) are the user's, the rest is the ad's."""
+    model, train, _, _ = build(tiny_creative_data, creative_personal_token_weight=3.0, **_only_creative())
+    tokens = model.creative.tokenizer.convert_ids_to_tokens
+    weights, targets = model.title_token_weights, model.title_targets
+    for row in range(len(targets)):
+        ids = targets.ids[row, : int(targets.lengths[row])].tolist()
+        heavy = {t for t, w in zip(tokens(ids), weights[row].tolist()) if w == 3.0}
+        assert {"fans", "love"} <= heavy and not heavy & {"story", "[SEP]"}
+        assert weights[row, len(ids) - 1] == 1.0  # EOS
+    plain, _, _, _ = build(tiny_creative_data, **_only_creative())
+    assert plain.title_token_weights is None
+    batch = _creative_batch(train, model.device)
+    rows = batch["creative_index"][batch["creative_index"] >= 0]
+    u = model.user_embedding(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])[batch["creative_index"] >= 0]
+    weighted = model._creative_loss(rows, u)
+    with torch.no_grad():
+        logits, labels = model.creative.target_logits(model.title_before(rows), model.user_condition(u),
+                                                      model.title_after(rows), model.title_targets(rows))
+    nll = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    w = torch.cat([weights[r, : int(targets.lengths[r])] for r in rows.tolist()]).to(nll.device)
+    assert torch.allclose(weighted.mean(), (nll * w).sum() / w.sum(), atol=1e-5)
+    assert not torch.allclose(weighted.mean(), nll.mean(), atol=1e-4)
+    with pytest.raises(ConfigValueError, match="creative_personal_token_weight"):
+        build(tiny_creative_data, creative_personal_token_weight=0)

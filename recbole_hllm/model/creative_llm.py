@@ -189,8 +189,8 @@ class CreativeLLM(nn.Module):
 
         ``condition`` carries the soft token (spliced at the user slot) and/or the
         per-layer prefix (a read-only KV cache the real tokens attend to); None: no U.
-        ``target_weights`` (one list per row, one weight per target token) weights each
-        token (the count is then the weights' sum). With a sharded (FSDP) creative LLM
+        ``target_weights`` (one list per row, one weight per target token, or a right-padded
+        ``[B, W]`` tensor) weights each token (the count is then the weights' sum). With a sharded (FSDP) creative LLM
         every rank must run its layers at each step, so a batch with no rows still runs
         one idle forward."""
         if len(target_ids) == 0:
@@ -199,7 +199,7 @@ class CreativeLLM(nn.Module):
         token_nll = F.cross_entropy(logits, labels, reduction="none")  # row-major, as target_ids
         if target_weights is None:
             return LossSum(token_nll.sum(), len(token_nll))
-        weights = torch.tensor([w for row in target_weights for w in row], device=token_nll.device)
+        weights = _flat_weights(target_weights, target_ids, token_nll.device)
         return LossSum((token_nll * weights).sum(), weights.sum())
 
     def loss(self, before_ids, condition: UserCondition | None, after_ids, target_ids,
@@ -346,6 +346,16 @@ def _gather_from(rows: TokenRows, pos: torch.Tensor) -> torch.Tensor:
     if rows.ids.shape[1] == 0:
         return torch.zeros_like(pos)
     return rows.ids.gather(1, pos.clamp(0, rows.ids.shape[1] - 1))
+
+
+def _flat_weights(target_weights, target_ids, device) -> torch.Tensor:
+    """Per-token weights ``[n_targets]`` in the row-major order of the target tokens:
+    from one list per row, or from a right-padded ``[B, W]`` tensor cut to each row's length."""
+    if not isinstance(target_weights, torch.Tensor):
+        return torch.tensor([w for row in target_weights for w in row], device=device)
+    lengths = as_token_rows(target_ids, device).lengths
+    in_row = torch.arange(target_weights.shape[1], device=device)[None] < lengths[:, None]
+    return target_weights.to(device)[in_row]
 
 
 def _soft_tokens(condition: UserCondition | None):

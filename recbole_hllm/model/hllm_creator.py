@@ -80,6 +80,9 @@ class HLLMCreator(HLLM):
         title_field = config["creative_title_field"]
         self.original_titles = item_field_texts(dataset, title_field) if title_field in dataset.item_feat else None
         self._tokenize_creative_rows(creative)
+        # [n_creative_rows, W] weight of each title token in the title loss (creative_personal_token_weight)
+        self.register_buffer("title_token_weights", self._personal_token_weights(
+            creative, float(config["creative_personal_token_weight"] or 1.0)), persistent=False)
         # [n_creative_rows, H_item] profile embeddings (align loss), computed on first use
         self.register_buffer("_profile_table", None, persistent=False)
         self.to(self.device)  # what was built here on the CPU joins the backbones on the device
@@ -100,6 +103,29 @@ class HLLMCreator(HLLM):
         self.recon_after = TokenTable(self.creative.token_ids([recon_after]))
         self.register_buffer("has_profile", torch.tensor([bool(p) for p in creative.profiles], dtype=torch.bool),
                              persistent=False)  # [n_creative_rows]
+
+    def _personal_token_weights(self, creative, weight: float) -> torch.Tensor | None:
+        """``[n_creative_rows, W]`` title-token weights: ``weight`` for the tokens that are not
+        in the ad's original title (the words the user changes: the selling point, the
+        separators), 1 for the rest and for EOS; None when ``weight`` is 1 (plain mean).
+
+        Why: most of a title's tokens copy the ad's name whatever the user, so the plain
+        mean spends most of the gradient where U does not matter; this weights the
+        decision the user drives."""
+        if weight == 1.0:
+            return None
+        if self.original_titles is None:
+            raise ConfigValueError(f"creative_personal_token_weight = {weight} needs the ad's original title: "
+                                   f"creative_title_field names no .item field")
+        targets = self.title_targets.ids  # [N, W], right-padded
+        weights = torch.ones(targets.shape, dtype=torch.float32)
+        for row, item in enumerate(creative.items):
+            title = self.original_titles[item]
+            common = set(sum(self.creative.token_ids([title, " " + title]), []))
+            for pos, token in enumerate(targets[row, : int(self.title_targets.lengths[row]) - 1].tolist()):
+                if token not in common:
+                    weights[row, pos] = weight
+        return weights
 
     def _user_conditioner(self, config, user_size: int, anchor: torch.Tensor | None,
                           token_norm: float) -> UserConditioner:
@@ -290,8 +316,11 @@ class HLLMCreator(HLLM):
         if len(rows) == 0:
             return self.creative.token_loss([], None, [], [])
         condition = self.user_to_creative(signal) if self.use_user_embedding else None
-        return self.creative.token_loss(self.title_before(rows), condition, self.title_after(rows),
-                                        self.title_targets(rows))
+        targets = self.title_targets(rows)
+        weights = None if self.title_token_weights is None else \
+            self.title_token_weights[rows.to(self.title_token_weights.device), : targets.ids.shape[1]]
+        return self.creative.token_loss(self.title_before(rows), condition, self.title_after(rows), targets,
+                                        weights)
 
     def _recon_loss(self, rows: torch.Tensor, signal: torch.Tensor) -> LossSum:
         """Profile-reconstruction loss of creative ``rows [N]`` (rows with a profile)."""
