@@ -112,13 +112,14 @@ RULES: dict[str, Rule] = {
     "dist_timeout": Rule("a number of seconds > 0", _number_at_least(0, strict=True), optional=True),
     "trust_remote_code": Rule("true or false", _is_bool, optional=True),
 }
+_COMPUTE_DTYPE = Rule("'auto' (bf16 on CUDA, else float32), 'native' (bf16 where it is native, else float32), "
+                      "'float32', 'bfloat16' or 'float16'", _one_of("auto", "native", "float32", "bfloat16", "float16"))
 for _role in ("item", "user"):
     RULES.update({
         f"{_role}_llm": Rule("'smollm2', 'minilm', 'random' or a model directory", _is_str),
         f"{_role}_llm_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
         f"{_role}_llm_tuning": Rule("'frozen', 'lora' or 'full'", _one_of("frozen", "lora", "full")),
-        f"{_role}_llm_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16'",
-                                   _one_of("auto", "float32", "bfloat16", "float16")),
+        f"{_role}_llm_dtype": _COMPUTE_DTYPE,
         f"{_role}_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
         f"{_role}_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
         f"{_role}_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),
@@ -173,8 +174,7 @@ _CREATOR_ONLY_RULES = {
     "creative_llm": Rule("'smollm2', 'random' or a causal LM directory", _is_str),
     "creative_llm_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
     "creative_llm_tuning": Rule("'frozen', 'lora' or 'full'", _one_of("frozen", "lora", "full")),
-    "creative_llm_dtype": Rule("'auto', 'float32', 'bfloat16' or 'float16'",
-                               _one_of("auto", "float32", "bfloat16", "float16")),
+    "creative_llm_dtype": _COMPUTE_DTYPE,
     "creative_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
     "creative_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
     "creative_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),

@@ -111,6 +111,18 @@ def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
     assert auto.creative.generation_dtype == expected
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_native_compute_dtype_is_bf16_exactly_where_bf16_is_native(monkeypatch, native):
+    """``*_llm_dtype: native`` trains in bf16 where bf16 is native (CUDA, AVX512-BF16, AMX)
+    and in float32 elsewhere; ``auto`` stays float32 on every CPU."""
+    from recbole_hllm.backbones import backbone
+
+    monkeypatch.setattr(backbone, "fast_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert backbone.resolve_dtype("native", cpu) == (torch.bfloat16 if native else torch.float32)
+    assert backbone.resolve_dtype("auto", cpu) == torch.float32
+
+
 def test_the_prefix_turns_the_shared_prompt_cache_off(tiny_creative_data):
     """With a user prefix, the instruction's keys and values depend on the user: the
     prompt start must not be encoded once for the whole batch."""
