@@ -111,6 +111,17 @@ def test_generation_dtype_autocasts_generation_only(tiny_creative_data, mode):
     assert auto.creative.generation_dtype == expected
 
 
+def test_the_lm_head_reads_a_contiguous_input_in_generation(tiny_creative_data):
+    """generate runs the LM head on hidden[:, -1:] after the prompt, a strided view; with
+    bf16 weights torch's CPU matmul then copies the vocabulary table once per row (GBs)."""
+    model, _, _, _ = build(tiny_creative_data, creative_llm_dtype="bfloat16", generation_dtype="bfloat16")
+    model.eval()
+    seen = []
+    model.creative._base()[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    model.generate_from_user_vectors(_user_vecs(model, 3), [1, 2, 3], **model.decoding_settings)
+    assert seen and all(seen)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_native_compute_dtype_is_bf16_exactly_where_bf16_is_native(monkeypatch, native):
     """``*_llm_dtype: native`` trains in bf16 where bf16 is native (CUDA, AVX512-BF16, AMX)
