@@ -336,8 +336,8 @@ class CreativeLLM(nn.Module):
 
     def _generation_precision(self):
         """Autocast to ``generation_dtype``: on a CPU with native bf16 generation
-        (compute-bound: the prompts' prefill) runs about twice as fast, while training
-        keeps float32; trainable weights are float32 whatever the compute dtype. The
+        (compute-bound: the prompts' prefill) runs about twice as fast, whatever training
+        computes in (``creative_llm_dtype``); trainable weights are float32 whatever the compute dtype. The
         cache and the prefix stay in the compute dtype."""
         return compute_precision(self.llm.device, self.generation_dtype)
 
