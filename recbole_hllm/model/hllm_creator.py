@@ -119,9 +119,12 @@ class HLLMCreator(HLLM):
                                    f"creative_title_field names no .item field")
         targets = self.title_targets.ids  # [N, W], right-padded
         weights = torch.ones(targets.shape, dtype=torch.float32)
+        title_tokens = {}  # item -> its title's token ids, with and without a leading space
         for row, item in enumerate(creative.items):
-            title = self.original_titles[item]
-            common = set(sum(self.creative.token_ids([title, " " + title]), []))
+            if item not in title_tokens:
+                title = self.original_titles[item]
+                title_tokens[item] = set(sum(self.creative.token_ids([title, " " + title]), []))
+            common = title_tokens[item]
             for pos, token in enumerate(targets[row, : int(self.title_targets.lengths[row]) - 1].tolist()):
                 if token not in common:
                     weights[row, pos] = weight
