@@ -232,10 +232,7 @@ def check_creator_keys(config) -> None:
     if config["user_warmup_epochs"] >= config["epochs"]:
         raise ConfigValueError(f"user_warmup_epochs = {config['user_warmup_epochs']} must be less than epochs = "
                                f"{config['epochs']}: the warm-up epochs never train the creative LLM")
-    if config["generation_user_guidance"] and config["generation_do_sample"]:
-        raise ConfigValueError("generation_user_guidance > 0 decodes greedily: set generation_do_sample: False")
-    if config["generation_user_guidance"] and not config["use_user_embedding"]:
-        raise ConfigValueError("generation_user_guidance > 0 needs U: set use_user_embedding: True")
+    # generation_user_guidance with sampling or without U: off, with a warning (HLLMCreator._applicable_guidance)
     if (config["generation_user_guidance"] and config["generation_guidance_contrast"] == "anchor"
             and config["user_injection"] != "prefix"):
         raise ConfigValueError(f"generation_guidance_contrast = 'anchor' needs user_injection = 'prefix' (not "

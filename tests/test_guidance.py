@@ -1,4 +1,6 @@
 """Guidance on U at decoding time (generation_user_guidance, backbones/guidance.py)."""
+import logging
+
 import pytest
 import torch
 
@@ -112,12 +114,22 @@ def test_the_yaml_settings_reach_generation(tiny_creative_data):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"generation_user_guidance": 1.0, "generation_do_sample": True}, "decodes greedily"),
     ({"generation_user_guidance": 1.0, "user_injection": "soft_token"}, "'anchor' needs user_injection = 'prefix'"),
-    ({"generation_user_guidance": 1.0, "use_user_embedding": False}, "needs U"),
     ({"generation_user_guidance": -1.0}, r"generation_user_guidance = -1.0 \(expected a number >= 0"),
     ({"generation_guidance_contrast": "none"}, "expected 'anchor' or 'batch_mean'"),
 ])
 def test_bad_guidance_settings_are_named(tiny_creative_data, overrides, message):
     with pytest.raises(ConfigValueError, match=message):
         build(tiny_creative_data, **overrides)
+
+
+@pytest.mark.parametrize("overrides,reason", [
+    ({"generation_do_sample": True}, "decoding samples"),
+    ({"use_user_embedding": False}, "no U reaches the creative LLM"),
+])
+def test_guidance_is_off_with_a_warning_where_it_cannot_apply(tiny_creative_data, overrides, reason, caplog):
+    """On by default, guidance must not turn the ablation (no U) or sampled decoding into a config error."""
+    with caplog.at_level(logging.WARNING):
+        model = build(tiny_creative_data, generation_user_guidance=0.5, **overrides)
+    assert model.decoding_settings["user_guidance"] == 0.0
+    assert f"generation_user_guidance = 0.5 is off for this run" in caplog.text and reason in caplog.text

@@ -15,6 +15,8 @@ profile, and reconstruction of the profile from U.
 """
 from __future__ import annotations
 
+from logging import getLogger
+
 import torch
 from torch import nn
 
@@ -52,7 +54,7 @@ class HLLMCreator(HLLM):
         self.generation = {k: config[f"generation_{k}"] for k in
                            ("max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "batch_size")}
         # guidance on U at decoding time (backbones/guidance.py); a checkpoint saved before these keys has none
-        self.generation.update(user_guidance=config["generation_user_guidance"] or 0.0,
+        self.generation.update(user_guidance=self._applicable_guidance(config),
                                guidance_contrast=config["generation_guidance_contrast"] or "anchor")
 
         h_user = self.user_encoder.hidden_size
@@ -348,6 +350,21 @@ class HLLMCreator(HLLM):
         return self._profile_table
 
     # -- generation -----------------------------------------------------------------
+    def _applicable_guidance(self, config) -> float:
+        """``generation_user_guidance``, or 0 where guidance on U cannot apply: with no U
+        (``use_user_embedding: False``, the ablation and the profile-prompt reference) there
+        is nothing to guide on, and sampled rows would drift apart from their contrast rows.
+        Guidance is on by default, so switching U off or sampling on must not need a second
+        key; the log says it is off."""
+        guidance = float(config["generation_user_guidance"] or 0.0)
+        reason = ("no U reaches the creative LLM (use_user_embedding: False)" if not self.use_user_embedding
+                  else "decoding samples (generation_do_sample: True)" if config["generation_do_sample"] else None)
+        if guidance and reason:
+            getLogger().warning(f"generation_user_guidance = {guidance} is off for this run: it guides greedy "
+                                f"decoding on U, and {reason}")
+            return 0.0
+        return guidance
+
     @property
     def decoding_settings(self) -> dict:
         """The ``generation_*`` settings ``generate_from_user_vectors`` takes (all but the batch size)."""
