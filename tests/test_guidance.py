@@ -114,7 +114,8 @@ def test_the_yaml_settings_reach_generation(tiny_creative_data):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"generation_user_guidance": 1.0, "user_injection": "soft_token"}, "'anchor' needs user_injection = 'prefix'"),
+    ({"generation_user_guidance": 1.0, "generation_guidance_contrast": "anchor", "user_injection": "soft_token"},
+     "'anchor' needs user_injection = 'prefix'"),
     ({"generation_user_guidance": -1.0}, r"generation_user_guidance = -1.0 \(expected a number >= 0"),
     ({"generation_guidance_contrast": "none"}, "expected 'anchor' or 'batch_mean'"),
 ])
