@@ -175,6 +175,7 @@ _CREATOR_ONLY_RULES = {
     "creative_llm_layers": Rule("an int >= 1 or null (all layers)", _int_at_least(1), optional=True),
     "creative_llm_tuning": Rule("'frozen', 'lora' or 'full'", _one_of("frozen", "lora", "full")),
     "creative_llm_dtype": _COMPUTE_DTYPE,
+    "creative_llm_attention": Rule("'sdpa' or 'eager'", _one_of("sdpa", "eager"), optional=True),
     "creative_llm_config": Rule("a dict of model config values", _is_dict, optional=True),
     "creative_llm_tokenizer": Rule("an embedded name or a tokenizer directory", _is_str, optional=True),
     "creative_llm_lora": Rule("a dict of peft LoraConfig values", _is_dict, optional=True),

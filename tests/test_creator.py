@@ -399,3 +399,27 @@ def test_user_prompt_words_are_read_between_history_and_user_token(tiny_creative
     with_words = model.user_embedding(seq, seq_len)
     model.user_prompt_ids = model.user_prompt_ids[:0]
     assert not torch.allclose(with_words, model.user_embedding(seq, seq_len))
+
+
+def test_eager_attention_computes_what_sdpa_computes(tiny_creative_data):
+    """creative_llm_attention: eager (faster on CPUs) is the same model: in float32 the title
+    loss and the greedy titles (user prefix, left padding) agree with sdpa."""
+    results = {}
+    for kernel in ("sdpa", "eager"):
+        model, train, _, test = build(tiny_creative_data, creative_llm_attention=kernel, **_only("creative"))
+        base = model.creative.llm.get_base_model() if hasattr(model.creative.llm, "get_base_model") else model.creative.llm
+        assert base.config._attn_implementation == kernel
+        model.eval()
+        with torch.no_grad():
+            loss = model.calculate_loss(_batch_with_creative(train, model.device))[0]
+        feat = test.dataset.inter_feat
+        titles = model.generate_titles(feat["item_id_list"][:4].to(model.device), feat["item_length"][:4].to(model.device),
+                                       feat["item_id"][:4].to(model.device))
+        results[kernel] = (float(loss), titles)
+    assert results["eager"][0] == pytest.approx(results["sdpa"][0], rel=1e-4)
+    assert results["eager"][1] == results["sdpa"][1]
+
+
+def test_unknown_attention_kernel_is_named(tiny_creative_data):
+    with pytest.raises(ValueError, match=r"creative_llm_attention = 'flash' \(expected 'sdpa' or 'eager'"):
+        build(tiny_creative_data, creative_llm_attention="flash")
