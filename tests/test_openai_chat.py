@@ -80,11 +80,20 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         with scripted.lock:
             scripted.in_flight += 1
             scripted.max_in_flight = max(scripted.max_in_flight, scripted.in_flight)
+        self._counted = True
         try:
             self._act(action, scripted, body)
         finally:
-            with scripted.lock:
-                scripted.in_flight -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        """This request stops counting as in flight (once). Called before the reply's first
+        byte: a client that has its reply may send its next request at once, and counting
+        until the handler returns would see that one overlap this one."""
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with self.server.scripted.lock:
+                self.server.scripted.in_flight -= 1
 
     def _act(self, action, scripted: ScriptedServer, body: dict) -> None:
         prompt = body["messages"][-1]["content"]
@@ -110,6 +119,7 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._reply(200, json.dumps(completion).encode())
 
     def _reply(self, status: int, data: bytes, headers: dict | None = None) -> None:
+        self._leave()
         try:
             self.send_response(status)
             for name, value in (headers or {}).items():
