@@ -251,6 +251,11 @@ def apply_tuning(model: nn.Module, spec: BackboneSpec) -> nn.Module:
     return model
 
 
+def base_model(model: nn.Module) -> nn.Module:
+    """The Hugging Face model itself, under peft's wrapper where there is one (LoRA)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def hidden_size(model: nn.Module) -> int:
     config = model.config
     return getattr(config, "hidden_size", None) or getattr(config, "d_model")

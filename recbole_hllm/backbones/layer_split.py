@@ -18,10 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbole_hllm.backbones.backbone import base_model
+
 
 def layer_stack(model: nn.Module) -> nn.ModuleList:
     """The ``nn.ModuleList`` of the model's ``num_hidden_layers`` transformer layers."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     count = base.config.num_hidden_layers
     stacks = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) == count and count > 0]
     if not stacks:

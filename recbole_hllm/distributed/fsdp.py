@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbole_hllm.backbones.backbone import base_model
 from recbole_hllm.distributed.context import is_distributed, world_size
 
 
@@ -42,7 +43,7 @@ def shard_decoder_layers(llm: nn.Module, device: torch.device, compute_dtype: to
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    base = base_model(llm)
     layer_classes = set(getattr(base, "_no_split_modules", None) or [])
     layers = [m for m in llm.modules() if type(m).__name__ in layer_classes]
     if not layers:

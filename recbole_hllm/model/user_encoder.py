@@ -10,7 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_hllm.backbones.backbone import BackboneSpec, compute_precision, hidden_size, load_backbone, resolve_dtype
+from recbole_hllm.backbones.backbone import (
+    BackboneSpec,
+    base_model,
+    compute_precision,
+    hidden_size,
+    load_backbone,
+    resolve_dtype,
+)
 
 
 class UserEncoder(nn.Module):
@@ -37,7 +44,7 @@ class UserEncoder(nn.Module):
 def _drop_token_embeddings(model: nn.Module) -> None:
     """HLLM feeds only ``inputs_embeds``: the vocabulary table (28 M params for SmolLM2)
     would only cost memory and checkpoint size, so it is replaced by an empty one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     old = base.get_input_embeddings()
     if old is not None:
         base.set_input_embeddings(nn.Embedding(1, old.embedding_dim).to(old.weight.device, old.weight.dtype))
