@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 import string
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -22,12 +23,14 @@ from transformers import LogitsProcessorList
 
 from recbole_hllm.backbones.backbone import (
     BackboneSpec,
+    base_model,
     compute_precision,
     hidden_size,
     load_backbone,
     resolve_dtype,
     resolve_generation_dtype,
 )
+from recbole_hllm.backbones.greedy import greedy_decode
 from recbole_hllm.backbones.guidance import PairedGuidance
 from recbole_hllm.backbones.lora_merge import merged_lora
 from recbole_hllm.backbones.prefix_cache import (
@@ -79,6 +82,8 @@ class CreativeLLM(nn.Module):
         self.dtype = resolve_dtype(self.spec.dtype, device)
         self.generation_dtype = resolve_generation_dtype(config["generation_dtype"], self.dtype, device)
         self.llm, self.tokenizer = load_backbone(self.spec, device, causal_lm=True)
+        # training runs in creative_llm_attention's kernel, generation in generation_attention's (null: as loaded)
+        self.generation_attention = config["generation_attention"] or attention_of(self.llm)
         set_attention(self.llm, config["creative_llm_attention"])
         checkpointing = config["creative_llm_activation_checkpointing"] or 0
         enable_activation_checkpointing(self.llm, checkpointing)
@@ -96,6 +101,8 @@ class CreativeLLM(nn.Module):
         self.max_target_len = config["creative_max_target_len"]
         self.max_context = getattr(self.llm.config, "max_position_embeddings", None)
         self.share_prefix = bool(config["generation_share_prefix"])  # encode the fixed prompt start once
+        # greedy decoding drops ended rows (backbones/greedy.py); a checkpoint saved before the key has it on
+        self.drop_finished_rows = config["generation_drop_finished_rows"] is not False
         # decode with LoRA folded into the weights (restored exactly after); sharded layers are left alone
         self.merge_lora = bool(config["generation_merge_lora"]) and not self.fsdp
         self.cache_kwarg = _cache_kwarg(self.llm)
@@ -136,7 +143,7 @@ class CreativeLLM(nn.Module):
 
     def _base(self):
         """(decoder body, lm head) of the wrapped model, through peft if present."""
-        model = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        model = base_model(self.llm)
         return model.get_decoder(), model.get_output_embeddings()
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
@@ -258,7 +265,8 @@ class CreativeLLM(nn.Module):
                      **decoding) -> torch.Tensor:
         """:meth:`_generate_ids` at ``generation_dtype`` (see :meth:`_generation_precision`), with
         the LoRA deltas merged while it runs (``generation_merge_lora``, :mod:`~recbole_hllm.backbones.lora_merge`)."""
-        with self._generation_precision(), self.merged_for_generation():
+        with self._generation_precision(), attention_kernel(self.llm, self.generation_attention), \
+                self.merged_for_generation():
             return self._generate_ids(before_ids, condition, after_ids, max_new_tokens, **decoding)
 
     def _generate_ids(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
@@ -294,16 +302,18 @@ class CreativeLLM(nn.Module):
                              "sampled rows and their contrast rows would drift apart")
         if condition is None or contrast is None:
             raise ValueError("generation_user_guidance > 0 needs the user's condition and a contrast condition")
-        rows = len(before_ids)
-        processors = LogitsProcessorList([PairedGuidance(scale, rows)])
-        ids = self._decode(list(before_ids) * 2, UserCondition.cat(condition, contrast), list(after_ids) * 2,
-                           max_new_tokens, False, {"logits_processor": processors})
-        return ids[:rows]
+        return self._decode(list(before_ids) * 2, UserCondition.cat(condition, contrast), list(after_ids) * 2,
+                            max_new_tokens, False, {}, guidance=scale)
 
     def _decode(self, before_ids, condition: UserCondition | None, after_ids, max_new_tokens: int,
-                do_sample: bool, extra: dict) -> torch.Tensor:
-        """One ``generate`` call over the batch (see :meth:`_generate_ids`); ``extra``: more
-        ``generate`` arguments (sampling settings, logits processors)."""
+                do_sample: bool, extra: dict, guidance: float = 0.0) -> torch.Tensor:
+        """One decoding call over the batch (see :meth:`_generate_ids`) -> new ids ``[B, T]``
+        (``B`` halved with ``guidance``: rows ``[own | contrast]`` in, own rows out).
+
+        Greedy decoding drops each row from the batch when it ends
+        (:func:`~recbole_hllm.backbones.greedy.greedy_decode`, ``generation_drop_finished_rows``);
+        sampling, and a sharded model whose ranks must decode in step, use ``generate``
+        (``extra``: its sampling settings)."""
         empty = [[] for _ in before_ids]
         soft_tokens, prefix_len = _soft_tokens(condition), _prefix_len(condition)
         shared = before_ids[0] if before_ids and all(b == before_ids[0] for b in before_ids) else []
@@ -328,12 +338,18 @@ class CreativeLLM(nn.Module):
             if max_new_tokens <= 0:
                 raise ValueError(f"the creative prompt alone ({embeds.shape[1]} tokens) fills the creative "
                                  f"LLM's context ({self.max_context}); shorten it")
-        return self.llm.generate(
+        if not do_sample and self.drop_finished_rows and not self.fsdp:
+            return greedy_decode(self.llm, embeds, mask, cache, max_new_tokens, self.eos_id,
+                                 self.tokenizer.pad_token_id, self.cache_kwarg, guidance)
+        if guidance:
+            extra = {**extra, "logits_processor": LogitsProcessorList([PairedGuidance(guidance, len(embeds) // 2)])}
+        ids = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_id,
             use_cache=True, **({self.cache_kwarg: cache} if cache is not None else {}), **extra,
             **({"synced_gpus": True} if self.fsdp else {}),  # sharded layers: ranks decode in step
         )
+        return ids[: len(embeds) // 2] if guidance else ids
 
     def _generation_precision(self):
         """Autocast to ``generation_dtype``: on a CPU with native bf16 generation
@@ -383,8 +399,13 @@ def _prefix_len(condition: UserCondition | None) -> int:
 
 def _cache_kwarg(model) -> str:
     """The KV-cache argument's name: ``cache`` in transformers 5's models, ``past_key_values`` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def attention_of(model) -> str:
+    """The attention kernel the model runs now (``sdpa``, ``eager``, ...)."""
+    return base_model(model).config._attn_implementation
 
 
 def set_attention(model, implementation: str | None) -> None:
@@ -393,10 +414,23 @@ def set_attention(model, implementation: str | None) -> None:
     Why: on a CPU, torch's flash-attention backward is slow on the creative LLM's short
     rows (0.26 s of a 1.42 s joint step on 2 cores); transformers' eager attention made a
     step 12-16% faster there, with slightly different numbers (docs/benchmarks.md)."""
-    if not implementation:
-        return
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.set_attn_implementation(implementation)
+    if implementation and implementation != attention_of(model):
+        base_model(model).set_attn_implementation(implementation)
+
+
+@contextmanager
+def attention_kernel(model, implementation: str | None):
+    """Context: the model runs ``implementation``'s attention kernel, then its own again.
+
+    Why: the kernel that trains fastest is not the one that decodes fastest. On 2 CPU
+    cores eager attention made the joint step 12-16% faster, but generation (a batch of
+    256 rows with a growing KV cache) slower than sdpa (``generation_attention``)."""
+    before = attention_of(model)
+    set_attention(model, implementation)
+    try:
+        yield
+    finally:
+        set_attention(model, before)
 
 
 def freeze_layers_below(model, first_tuned: int) -> int:
