@@ -11,15 +11,18 @@ from conftest import build_model, tiny_creator_config, write_tiny_dataset
 STEPS = 8
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
+@pytest.fixture(scope="module", params=["prefix", "soft_token"])
+def model(tmp_path_factory, request):
+    """A tiny HLLMCreator whose U enters as a per-layer prefix (a pre-filled cache per row) or
+    as a soft token (the prompt text before it shared by the batch as one cache)."""
     root = tmp_path_factory.mktemp("greedy")
     with pytest.MonkeyPatch.context() as patch:  # RecBole writes log/ under the working directory
         patch.chdir(root)
         patch.setenv("RECBOLE_HLLM_CACHE", str(root / "cache"))
         write_tiny_dataset(root / "data", creative=True)
         config = tiny_creator_config(root / "data", user_prefix_init_std=0.5, generation_max_new_tokens=STEPS,
-                                     creative_llm_attention="eager", generation_attention="sdpa")
+                                     creative_llm_attention="eager", generation_attention="sdpa",
+                                     user_injection=request.param)
         model, _, _, _ = build_model(HLLMCreator, config)
         yield model.eval()
 
