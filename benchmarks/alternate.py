@@ -1,10 +1,35 @@
-"""Shared by the generation A/B scripts (``prefix_share``, ``lora_merge``): load a checkpoint's
-first test pairs, then write their titles with a setting on and off, alternating in one
-process, so the two timings share the machine's state."""
+"""Shared by the generation A/B scripts (``prefix_share``, ``lora_merge``,
+``drop_finished_rows``): load a checkpoint's first test pairs, then write their titles
+with a setting on and off, alternating in one process, so the two timings share the
+machine's state."""
 from __future__ import annotations
 
+import argparse
+import json
 import time
+from pathlib import Path
 from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ab_arguments(description: str, pairs: int) -> argparse.ArgumentParser:
+    """The options every A/B script takes (``--pairs`` defaults to ``pairs``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--pairs", type=int, default=pairs)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default=str(ROOT / "results"))
+    return parser
+
+
+def report(result: dict, out_dir: str, name: str) -> None:
+    """Write ``<out_dir>/<name>.json`` and print it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
 
 
 def load_pairs(checkpoint: str, pairs: int, threads: int):

@@ -10,24 +10,11 @@ whether both wrote the same titles. Writes ``drop_finished_rows.json`` to ``--ou
 """
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.alternate import ab_arguments, alternate, comparison, load_pairs, report
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--pairs", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out-dir", default=str(ROOT / "results"))
-    args = parser.parse_args(argv)
-
-    from benchmarks.alternate import alternate, comparison, load_pairs
-
+    args = ab_arguments(__doc__.split("\n\n")[0], pairs=512).parse_args(argv)
     model, inputs = load_pairs(args.checkpoint, args.pairs, args.threads)
     model.generate_titles(*(tensor[:8] for tensor in inputs))  # warm-up: the first batch pays one-off costs
     times, titles = alternate(model, inputs, args.repeats,
@@ -38,10 +25,7 @@ def main(argv=None) -> int:
         "max_new_tokens": model.generation["max_new_tokens"],
         **comparison(times, titles, "dropped", "generate"),
     }
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "drop_finished_rows.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    report(result, args.out_dir, "drop_finished_rows")
     return 0
 
 

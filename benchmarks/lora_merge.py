@@ -10,25 +10,13 @@ the weights before. Writes ``lora_merge.json`` to ``--out-dir``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.alternate import ab_arguments, alternate, comparison, load_pairs, report
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--pairs", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out-dir", default=str(ROOT / "results"))
-    args = parser.parse_args(argv)
+    args = ab_arguments(__doc__.split("\n\n")[0], pairs=256).parse_args(argv)
 
     import torch
-
-    from benchmarks.alternate import alternate, comparison, load_pairs
     from recbole_hllm.backbones.lora_merge import lora_layers
 
     model, inputs = load_pairs(args.checkpoint, args.pairs, args.threads)
@@ -41,10 +29,7 @@ def main(argv=None) -> int:
         **comparison(times, titles, "merged", "unmerged"),
         "weights_unchanged": all(torch.equal(a, b) for a, b in zip(weights_before, model.creative.llm.parameters())),
     }
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lora_merge.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    report(result, args.out_dir, "lora_merge")
     return 0
 
 

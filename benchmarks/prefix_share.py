@@ -9,8 +9,6 @@ Writes ``prefix_share.json`` to ``--out-dir``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,16 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out-dir", default=str(ROOT / "results"))
-    args = parser.parse_args(argv)
-
     sys.path.insert(0, str(ROOT))  # run as a script: benchmarks/ is then not importable
-    from benchmarks.alternate import alternate, comparison, load_pairs
+    from benchmarks.alternate import ab_arguments, alternate, comparison, load_pairs, report
+
+    args = ab_arguments(__doc__.split("\n\n")[0], pairs=64).parse_args(argv)
 
     model, inputs = load_pairs(args.checkpoint, args.pairs, args.threads)
     prefix = model.template.split(**{slot: "" for slot in model.ad_texts})[0]
@@ -38,10 +30,7 @@ def main(argv=None) -> int:
         "batch_size": model.generation["batch_size"],
         **comparison(times, titles, "shared", "unshared"),
     }
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "prefix_share.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    report(result, args.out_dir, "prefix_share")
     return 0
 
 
