@@ -17,6 +17,7 @@ under :func:`compute_precision` (autocast) to that dtype.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -254,6 +255,12 @@ def apply_tuning(model: nn.Module, spec: BackboneSpec) -> nn.Module:
 def base_model(model: nn.Module) -> nn.Module:
     """The Hugging Face model itself, under peft's wrapper where there is one (LoRA)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def forward_takes(model: nn.Module, argument: str) -> bool:
+    """Whether the model's forward (under peft's wrapper, if any) names ``argument``: the
+    arguments a causal LM takes differ across transformers versions and models."""
+    return argument in inspect.signature(base_model(model).forward).parameters
 
 
 def hidden_size(model: nn.Module) -> int:

@@ -20,17 +20,10 @@ here a row and its contrast row leave together, when the guided token is EOS.
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 
-from recbole_hllm.backbones.backbone import base_model
+from recbole_hllm.backbones.backbone import forward_takes
 from recbole_hllm.backbones.guidance import guided_scores
-
-
-def _takes(llm, argument: str) -> bool:
-    """Whether the model's forward (under peft's wrapper, if any) names ``argument``."""
-    return argument in inspect.signature(base_model(llm).forward).parameters
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -57,7 +50,7 @@ def greedy_decode(llm, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
     cache = cache if cache is not None else DynamicCache(config=llm.config)
     past = cache.get_seq_length()
     positions = positions_from_mask(attention_mask)
-    last_only = {"logits_to_keep": 1} if _takes(llm, "logits_to_keep") else {}  # the prompt's other logits: unused
+    last_only = {"logits_to_keep": 1} if forward_takes(llm, "logits_to_keep") else {}  # the prompt's other logits: unused
     logits = llm(inputs_embeds=inputs_embeds[:, past:], attention_mask=attention_mask,
                  position_ids=positions[:, past:], use_cache=True, **last_only,
                  **{cache_kwarg: cache}).logits[:, -1]

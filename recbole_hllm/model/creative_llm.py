@@ -10,7 +10,6 @@ that predict them (the 49k-word vocabulary would otherwise dominate CPU time).
 """
 from __future__ import annotations
 
-import inspect
 import re
 import string
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from recbole_hllm.backbones.backbone import (
     BackboneSpec,
     base_model,
     compute_precision,
+    forward_takes,
     hidden_size,
     load_backbone,
     resolve_dtype,
@@ -399,8 +399,7 @@ def _prefix_len(condition: UserCondition | None) -> int:
 
 def _cache_kwarg(model) -> str:
     """The KV-cache argument's name: ``cache`` in transformers 5's models, ``past_key_values`` before."""
-    base = base_model(model)
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if forward_takes(model, "cache") else "past_key_values"
 
 
 def attention_of(model) -> str:
